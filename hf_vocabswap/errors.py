@@ -1,0 +1,80 @@
+"""Errors raised by hf_vocabswap.
+
+Every error derives from :class:`VocabSwapError`, and also from the built-in exception a
+caller would naturally catch (``ValueError``, ``KeyError``, ``FileExistsError`` ...), so
+``except ValueError`` keeps working for code that does not know this package.
+Messages name the offending input and say how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class VocabSwapError(Exception):
+    """Base class of every error raised on purpose by hf_vocabswap."""
+
+
+class UnknownMethodError(VocabSwapError, KeyError):
+    """The requested initialization method is not registered."""
+
+    def __init__(self, name: str, available: list[str]):
+        self.name = name
+        self.available = sorted(available)
+        super().__init__(
+            f"Unknown method {name!r}. Registered methods: {', '.join(self.available)}. "
+            "Pick one of them (hf-vocabswap methods lists them with their options)."
+        )
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self.args[0]
+
+
+class MethodOptionError(VocabSwapError, TypeError):
+    """An option was given that the chosen method does not have, or has the wrong type."""
+
+
+class CorpusError(VocabSwapError, ValueError):
+    """The corpus is missing, empty, unreadable or in the wrong encoding."""
+
+
+class TokenizerError(VocabSwapError, ValueError):
+    """A tokenizer cannot be used as given (missing special token, unsupported model ...)."""
+
+
+class MissingSpecialTokenError(TokenizerError):
+    """The target tokenizer lacks a special token for a role the model uses."""
+
+    def __init__(self, role: str, reason: str):
+        self.role = role
+        super().__init__(
+            f"The target tokenizer has no {role} token, but {reason}. Add one, e.g. "
+            f"`tokenizer.add_special_tokens({{'{role}_token': '<{role}>'}})`, or train the "
+            "target tokenizer with `hf-vocabswap train-tokenizer`, which keeps the source's "
+            "special tokens."
+        )
+
+
+class ModelError(VocabSwapError, ValueError):
+    """The model cannot be transplanted as given (no input embeddings, ...)."""
+
+
+class MismatchError(VocabSwapError, ValueError):
+    """Two inputs that must belong together do not (tokenizer vs model, file vs tokenizer)."""
+
+
+class NoOverlapError(VocabSwapError, ValueError):
+    """The source and target vocabularies share no token, so copying methods have no anchor."""
+
+
+class OutputExistsError(VocabSwapError, FileExistsError):
+    """The output folder exists and overwriting was not requested."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        super().__init__(
+            f"Output folder {self.path!r} already exists. Choose another folder or pass "
+            "overwrite=True (CLI: --overwrite) to replace it."
+        )
+
+
+class ResourceError(VocabSwapError, FileNotFoundError):
+    """A resource a method needs (fastText model, dictionary, helper model) is missing."""
