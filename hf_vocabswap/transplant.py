@@ -1,0 +1,161 @@
+"""transplant_tokenizer(): load -> align vocabularies -> plan (method) -> surgery -> result."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+
+from .corpus import Corpus
+from .errors import CorpusError, NoOverlapError
+from .loading import check_pair, load_tokenizer, resolve_source, tokenizer_fingerprint
+from .methods import MethodContext, get_method
+from .result import TransplantReport, TransplantResult
+from .surgery import apply_plan, check_required_roles, find_embeddings, model_kind
+from .vocab import align_vocabularies
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METHOD = "fvt"
+
+
+def transplant_tokenizer(
+    model,
+    target_tokenizer,
+    method: str = DEFAULT_METHOD,
+    *,
+    source_tokenizer=None,
+    corpus=None,
+    seed: int = 42,
+    task: str | None = None,
+    pad_to_multiple_of: int | None = None,
+    device: str = "cpu",
+    inplace: bool = False,
+    **method_options,
+) -> TransplantResult:
+    """Swap a model's vocabulary for ``target_tokenizer`` and initialize the new embeddings.
+
+    Args:
+        model: a transformers model object, a Hub id, a local model folder or a ``.gguf`` file.
+        target_tokenizer: the new tokenizer (object, Hub id or folder). Use
+            :func:`hf_vocabswap.train_tokenizer` to train one with the source's pipeline.
+        method: a registered method name (see :func:`hf_vocabswap.available_methods`).
+        source_tokenizer: the tokenizer the model was trained with; found from the model's
+            name when omitted.
+        corpus: target-language text (path, list of strings or ``datasets`` dataset) for
+            methods that learn from it (FOCUS).
+        seed: seeds every random choice; same inputs and seed give bit-identical weights.
+        task: force "masked", "causal", "seq2seq" or "base" when loading by name.
+        pad_to_multiple_of: round the vocabulary rows up to a multiple of this.
+        device: where the methods' heavy maths runs ("cpu" or "cuda").
+        inplace: modify a given model object instead of a deep copy of it.
+        **method_options: options of the chosen method (its config dataclass fields).
+
+    Returns:
+        A :class:`TransplantResult` with ``.model``, ``.tokenizer``, ``.report``,
+        ``.plan`` and ``.save_pretrained(dir)`` / ``.push_to_hub(repo_id)``.
+
+    Raises:
+        UnknownMethodError: ``method`` is not registered.
+        MethodOptionError: an option the method does not have.
+        CorpusError: the method needs a corpus and none (or an empty one) was given.
+        MissingSpecialTokenError: the target lacks a special token the model uses.
+        ModelError: the model has no input embeddings.
+        MismatchError: a tokenizer does not belong to its model.
+        NoOverlapError: the method needs shared tokens and there are none.
+
+    Example:
+        >>> from hf_vocabswap import transplant_tokenizer
+        >>> result = transplant_tokenizer("FacebookAI/xlm-roberta-base", "my-org/uk-32k",
+        ...                               method="focus", corpus="uk_train.txt")
+        >>> print(result.report)
+        >>> result.save_pretrained("xlmr-uk")
+    """
+    started = time.perf_counter()
+    method_cls = get_method(method)
+    config = method_cls.config_class.from_options(method, method_options)
+    corpus = Corpus.coerce(corpus)
+    if method_cls.needs_corpus and corpus is None and not _has_prebuilt_resource(config):
+        raise CorpusError(
+            f"Method {method!r} learns from target-language text: pass corpus=... (a text file, "
+            "a list of strings or a datasets dataset)."
+        )
+
+    given_object = not isinstance(model, (str, bytes)) and hasattr(model, "get_input_embeddings")
+    model, source_tokenizer, provenance = resolve_source(model, source_tokenizer, task=task)
+    if given_object and not inplace:
+        model = copy.deepcopy(model)
+    target_tokenizer = load_tokenizer(target_tokenizer)
+    check_pair(model, source_tokenizer, "source")
+    find_embeddings(model)  # fails early on models without input embeddings
+
+    alignment = align_vocabularies(source_tokenizer, target_tokenizer)
+    check_required_roles(model, alignment.source, alignment.target)
+    logger.info("overlap: %d of %d target tokens (%s mode)", alignment.overlap_size, len(target_tokenizer), alignment.mode)
+    if alignment.overlap_size == 0 and method not in ("random", "mean"):
+        raise NoOverlapError(
+            "The source and target tokenizers share no token (not even special tokens by role), so "
+            f"{method!r} has nothing to copy from. Check that the target tokenizer is the one you meant, "
+            "or use method='random'."
+        )
+
+    handles = find_embeddings(model)
+    ctx = MethodContext(
+        alignment=alignment,
+        source_tokenizer=source_tokenizer,
+        target_tokenizer=target_tokenizer,
+        input_embeddings=handles.input_weight,
+        output_embeddings=handles.output_weight,
+        model=model,
+        corpus=corpus,
+        seed=seed,
+        device=device,
+        is_causal=model_kind(model) == "causal",
+    )
+    plan = method_cls(config).plan(ctx)
+    if plan.num_target != len(target_tokenizer):
+        raise RuntimeError(f"method {method!r} planned {plan.num_target} rows for {len(target_tokenizer)} target tokens")
+
+    surgery = apply_plan(
+        model,
+        plan,
+        seed=seed,
+        source_to_target_special=alignment.source_to_target_special(),
+        target_roles=alignment.target.roles,
+        pad_to_multiple_of=pad_to_multiple_of,
+    )
+    tokenizer = _finish_tokenizer(target_tokenizer, source_tokenizer)
+    model.name_or_path = ""
+    report = TransplantReport.build(
+        method=method,
+        options=config.to_dict(),
+        seed=seed,
+        alignment=alignment,
+        plan=plan,
+        surgery=surgery,
+        provenance={
+            **provenance,
+            "target_tokenizer": getattr(target_tokenizer, "name_or_path", None) or "<object>",
+            "target_tokenizer_sha256": tokenizer_fingerprint(target_tokenizer),
+            "corpus": corpus.description if corpus is not None else None,
+            "corpus_sha256": corpus.content_hash() if corpus is not None else None,
+        },
+        model_kind=model_kind(model),
+        seconds=time.perf_counter() - started,
+    )
+    logger.info("%s", report.headline())
+    return TransplantResult(model=model, tokenizer=tokenizer, report=report, plan=plan, alignment=alignment, source_tokenizer=source_tokenizer)
+
+
+def _has_prebuilt_resource(config) -> bool:
+    return any(getattr(config, name, None) is not None for name in ("fasttext_model", "aux_model"))
+
+
+def _finish_tokenizer(target, source):
+    """A copy of the target tokenizer with sane limits taken from the source."""
+    tok = copy.deepcopy(target)
+    if getattr(tok, "model_max_length", 0) > 1e20 and getattr(source, "model_max_length", 0) < 1e20:
+        tok.model_max_length = source.model_max_length
+    if getattr(tok, "padding_side", None) != getattr(source, "padding_side", None) and hasattr(source, "padding_side"):
+        tok.padding_side = source.padding_side
+    return tok
