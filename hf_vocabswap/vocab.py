@@ -159,14 +159,10 @@ class TokenizerProfile:
                 text = normalizer.normalize_str(text)
             if not text:
                 return []
-            pieces = backend.model.tokenize(text)
-            ids = [p.id for p in pieces]
-            if not form.word_start and ids:
-                cont = self.tokenizer.convert_tokens_to_ids((self.continuing_prefix or "##") + pieces[0].value)
-                unk = self.tokenizer.unk_token_id
-                if cont is not None and cont != unk:
-                    ids[0] = cont
-            return [i for i in ids if i != self.tokenizer.unk_token_id]
+            if form.word_start:
+                ids = [p.id for p in backend.model.tokenize(text)]
+                return [i for i in ids if i != self.tokenizer.unk_token_id]
+            return self._continuation_pieces(text)
         spelled = self.spell(form)
         if not spelled:
             return []
@@ -183,6 +179,26 @@ class TokenizerProfile:
         ids = [p.id for p in backend.model.tokenize(spelled)]
         unk = self.tokenizer.unk_token_id
         return [i for i in ids if i != unk]
+
+    def _continuation_pieces(self, text: str) -> list[int]:
+        """WordPiece's greedy longest match, with every piece a continuation (``##``) piece."""
+        vocab = self._vocab
+        prefix = self.continuing_prefix or "##"
+        ids, i = [], 0
+        while i < len(text):
+            for j in range(len(text), i, -1):
+                tid = vocab.get(prefix + text[i:j])
+                if tid is not None:
+                    ids.append(tid)
+                    i = j
+                    break
+            else:
+                return []
+        return ids
+
+    @cached_property
+    def _vocab(self) -> dict[str, int]:
+        return self.tokenizer.get_vocab()
 
     @cached_property
     def roles(self) -> dict[str, int]:
