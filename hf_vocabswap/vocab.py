@@ -74,7 +74,7 @@ class TokenizerProfile:
     """How one tokenizer writes its tokens, and every token's canonical form.
 
     Build it with :meth:`from_tokenizer`. ``forms[i]`` is the canonical form of id ``i``,
-    or ``None`` for special and added tokens (``added[i]`` holds their content).
+    or ``None`` for special tokens; ``added[i]`` holds the content of added tokens.
     """
 
     tokenizer: object
@@ -122,8 +122,13 @@ class TokenizerProfile:
         forms: list[CanonicalForm | None] = []
         byte_ids: set[int] = set()
         for i, tok in enumerate(id_to_token):
-            if i in added or i in special_ids or tok is None:
+            if i in special_ids or tok is None:
                 forms.append(None)
+                continue
+            if i in added:
+                # Non-special added tokens are matched as whole units on raw text, before
+                # pre-tokenization: they stand for their content as a word of its own.
+                forms.append(CanonicalForm(True, added[i].strip().encode("utf-8")) if added[i].strip() else None)
                 continue
             form, is_byte = _canonical(tok, family, prefix, byte_fallback)
             if is_byte:
