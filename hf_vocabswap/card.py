@@ -1,77 +1,625 @@
-"""Model cards rendered from the templates in ``model_cards/`` with huggingface_hub."""
+"""Model cards rendered from the templates in ``model_cards/`` with huggingface_hub.
+
+A card is made of two parts, kept apart on purpose:
+
+* :class:`CardInfo` is what the user tells the card: language, a license override, Hub
+  datasets, extra tags, evaluation results, held-out text for tokenizer statistics.
+* :class:`CardFacts` is filled automatically from the :class:`~hf_vocabswap.result.TransplantReport`
+  (source, target tokenizer, method, options, seed, alignment counts), the model config and
+  the source's own card (inherited license), plus library versions.
+
+:func:`render_model_card` merges both into ``huggingface_hub.ModelCardData`` (the YAML
+header) and the template's variables (the body). ``TransplantResult.save_pretrained`` writes
+the card as ``README.md`` through :func:`write_model_card`; set ``result.card_info =
+CardInfo(...)`` before saving or pushing to add what only the user knows.
+
+Example:
+    >>> from hf_vocabswap.card import CardInfo
+    >>> result.card_info = CardInfo(language="uk", heldout_texts=heldout, datasets=["me/uk-corpus"])
+    >>> result.save_pretrained("xlmr-uk")     # README.md with YAML metadata and statistics
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
+import importlib.resources
 import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "model_cards"
+logger = logging.getLogger(__name__)
+
+# Templates live in the top-level ``model_cards/`` folder of the repository, and ship inside
+# the wheel as ``hf_vocabswap/model_cards`` (a link to that folder, listed in package-data).
+_PACKAGE_TEMPLATES = "model_cards"
 _REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+
+# The loading snippet of a card written to a local folder names this placeholder;
+# hub.push_folder replaces it with the repo id in the uploaded README.md.
+LOCAL_MODEL_ID = "path/to/this/folder"
 
 PIPELINE_TAGS = {"masked": "fill-mask", "causal": "text-generation", "seq2seq": "text2text-generation", "base": "feature-extraction"}
 AUTO_CLASSES = {"masked": "AutoModelForMaskedLM", "causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM", "base": "AutoModel"}
+_LIBRARIES = ("transformers", "torch", "tokenizers", "huggingface_hub", "safetensors")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_SNAPSHOT = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\][0-9a-f]{40}")
+
+
+# --------------------------------------------------------------------------- user input
+
+
+@dataclass
+class TokenizerStats:
+    """How a tokenizer splits a held-out text sample (see :func:`hf_vocabswap.evaluate.tokenizer_stats`).
+
+    Attributes:
+        texts, words, characters, tokens, unknown: totals over the sample (words are
+            whitespace-separated; tokens exclude special tokens; unknown counts unk ids).
+        continued_words: share of words cut into more than one token, when measured.
+    """
+
+    texts: int
+    words: int
+    characters: int
+    tokens: int
+    unknown: int = 0
+    continued_words: float | None = None
+
+    @classmethod
+    def measure(cls, tokenizer, texts: list[str]) -> "TokenizerStats":
+        """Tokenize ``texts`` (without special tokens) and count."""
+        from .evaluate import tokenizer_stats
+
+        return cls.from_dict(tokenizer_stats(tokenizer, list(texts)))
+
+    @classmethod
+    def from_dict(cls, stats: dict) -> "TokenizerStats":
+        """From what :func:`hf_vocabswap.evaluate.tokenizer_stats` returns (``evaluate_model(...)["tokenizer"]``)."""
+        return cls(
+            texts=int(stats.get("num_texts", 0)),
+            words=int(stats["num_words"]),
+            characters=int(stats["num_characters"]),
+            tokens=int(stats["num_tokens"]),
+            unknown=int(stats.get("num_unknown", 0)),
+            continued_words=stats.get("continued_words"),
+        )
+
+    @property
+    def tokens_per_word(self) -> float:
+        return self.tokens / max(self.words, 1)
+
+    @property
+    def characters_per_token(self) -> float:
+        return self.characters / max(self.tokens, 1)
+
+    @property
+    def unknown_rate(self) -> float:
+        return self.unknown / max(self.tokens, 1)
+
+
+@dataclass
+class EvalEntry:
+    """One evaluation number for the card.
+
+    Attributes:
+        metric: metric id, e.g. ``"bpc"`` (bits per character) or ``"perplexity"``.
+        value: the transplanted model's value.
+        dataset: Hub dataset id it was measured on; entries with a dataset also go to the
+            YAML ``model-index``.
+        dataset_name: display name of the dataset (default: ``dataset``).
+        split: dataset split.
+        source_value: the source model's value on the same data, shown as "before".
+    """
+
+    metric: str
+    value: float
+    dataset: str | None = None
+    dataset_name: str | None = None
+    split: str | None = None
+    source_value: float | None = None
+
+    @classmethod
+    def bits_per_character(cls, after: dict, before: dict | None = None, *, dataset: str | None = None, split: str | None = None) -> "EvalEntry":
+        """From :func:`hf_vocabswap.evaluate.evaluate_model` results of the new and the source model."""
+        return cls(
+            metric="bpc",
+            value=round(float(after["bits_per_character"]), 4),
+            dataset=dataset,
+            dataset_name=None if dataset else after.get("texts"),
+            split=split,
+            source_value=round(float(before["bits_per_character"]), 4) if before else None,
+        )
+
+
+@dataclass
+class CardInfo:
+    """What only the user knows; everything else is read from the transplant.
+
+    Attributes:
+        language: ISO 639 code(s) of the target language, e.g. ``"uk"``.
+        license: overrides the license inherited from the source's card or config.
+        license_name, license_link: with ``license="other"``.
+        datasets: Hub dataset ids of the corpus or later training data (merged with the
+            corpus when it was a Hub dataset).
+        tags: extra tags.
+        model_name: the card's title (default: source name, method and "vocabswap").
+        base_model: overrides the Hub id detected from the source.
+        description: a paragraph under the title.
+        heldout_texts: held-out target-language text; tokenizer statistics before and
+            after are measured on it when both tokenizers are at hand.
+        tokenizer_stats: precomputed statistics, ``{"source": ..., "target": ...}``, each a
+            :class:`TokenizerStats` or the dict :func:`hf_vocabswap.evaluate.tokenizer_stats` returns.
+        eval_results: :class:`EvalEntry` items (``huggingface_hub.EvalResult`` also works).
+        example_text: input text of the loading snippet.
+        continued_pretraining: a sentence saying how the model was trained after the
+            transplant; when set, the card no longer warns that training is needed.
+    """
+
+    language: str | list[str] | None = None
+    license: str | None = None
+    license_name: str | None = None
+    license_link: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    model_name: str | None = None
+    base_model: str | None = None
+    description: str | None = None
+    heldout_texts: list[str] | None = field(default=None, repr=False)
+    tokenizer_stats: dict[str, TokenizerStats | dict] = field(default_factory=dict)
+    eval_results: list[EvalEntry | EvalResult] = field(default_factory=list)
+    example_text: str | None = None
+    continued_pretraining: str | None = None
+
+
+# ----------------------------------------------------------------- filled automatically
+
+
+@dataclass
+class CardFacts:
+    """Everything the card states that comes from the transplant itself.
+
+    Built by :meth:`from_report` from a :class:`~hf_vocabswap.result.TransplantReport`
+    and the model config (a ``PretrainedConfig`` or the ``config.json`` dict).
+    """
+
+    source: str
+    method: str
+    options: dict
+    seed: int
+    model_kind: str
+    overlap: int
+    counts: dict
+    target_vocab_size: int
+    target_tokenizer: str | None = None
+    target_tokenizer_sha256: str | None = None
+    source_revision: str | None = None
+    source_sha256: str | None = None
+    corpus: str | None = None
+    corpus_sha256: str | None = None
+    corpus_datasets: list[str] = field(default_factory=list)
+    alignment: dict = field(default_factory=dict)
+    method_stats: dict = field(default_factory=dict)
+    surgery: dict = field(default_factory=dict)
+    architecture: str | None = None
+    model_type: str | None = None
+    base_model: str | None = None
+    inherited_license: dict = field(default_factory=dict)
+    method_summary: str = ""
+    citation: str = ""
+    hf_vocabswap_version: str = ""
+    library_versions: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_report(cls, report, config=None) -> "CardFacts":
+        from .methods import get_method
+        from .errors import UnknownMethodError
+
+        prov = report.provenance or {}
+        source = str(prov.get("source") or "unknown")
+        try:
+            method_cls = get_method(report.method)
+            summary, citation = method_cls.summary, method_cls.citation
+        except UnknownMethodError:  # a record written by a method this install lacks
+            summary, citation = "", ""
+        config_dict = _config_dict(config)
+        architectures = config_dict.get("architectures") or []
+        return cls(
+            source=source,
+            method=report.method,
+            options=dict(report.options or {}),
+            seed=report.seed,
+            model_kind=report.model_kind or "base",
+            overlap=report.overlap,
+            counts=dict(report.counts),
+            target_vocab_size=int(sum(report.counts.values())),
+            target_tokenizer=prov.get("target_tokenizer"),
+            target_tokenizer_sha256=prov.get("target_tokenizer_sha256"),
+            source_revision=prov.get("source_revision"),
+            source_sha256=prov.get("source_sha256"),
+            corpus=prov.get("corpus"),
+            corpus_sha256=prov.get("corpus_sha256"),
+            corpus_datasets=[d for d in [hub_dataset_id(prov.get("corpus"))] if d],
+            alignment=dict(report.alignment or {}),
+            method_stats=dict(report.method_stats or {}),
+            surgery=dict(report.surgery or {}),
+            architecture=architectures[0] if architectures else None,
+            model_type=config_dict.get("model_type"),
+            base_model=hub_model_id(source),
+            inherited_license=source_license(source, config_dict),
+            method_summary=summary,
+            citation=citation.strip(),
+            hf_vocabswap_version=getattr(report, "version", "") or "",
+            library_versions=library_versions(),
+        )
+
+    @property
+    def fallback(self) -> int:
+        return self.counts.get("random", 0) + self.counts.get("mean", 0)
+
+    @property
+    def needs_training(self) -> bool:
+        """True when some rows are not exact copies, i.e. the model has not seen them."""
+        return self.counts.get("combined", 0) + self.fallback > 0
+
+
+def hub_model_id(source: str | None) -> str | None:
+    """The Hub model id a source names: the id itself, or the repo of a cached snapshot folder."""
+    if not source or source.startswith("<"):
+        return None
+    match = _SNAPSHOT.search(source)
+    if match:
+        return f"{match.group(1)}/{match.group(2)}"
+    if Path(source).exists() or source.endswith(".gguf") or not _HUB_ID.match(source):
+        return None
+    return source
+
+
+def hub_dataset_id(corpus: str | None) -> str | None:
+    """The Hub dataset id of a corpus description (``dataset:owner/name``, ``hf://datasets/owner/name/...``)."""
+    if not corpus:
+        return None
+    for pattern in (r"^dataset:([\w.-]+/[\w.-]+)$", r"^hf://datasets/([\w.-]+/[\w.-]+?)(@[^/]*)?(/.*)?$"):
+        match = re.match(pattern, corpus)
+        if match:
+            return match.group(1)
+    return None
+
+
+def source_license(source: str, config: dict | None = None) -> dict:
+    """License fields (``license``, ``license_name``, ``license_link``) of the source, or {}.
+
+    Read, without network access, from the source folder's README.md YAML, the cached
+    README.md of a Hub source, the config (``license``), or a GGUF file's ``general.license``.
+    """
+    meta: dict = {}
+    readme = _source_readme(source)
+    if readme is not None:
+        try:
+            meta = ModelCard.load(readme, ignore_metadata_errors=True).data.to_dict()
+        except Exception as e:  # noqa: BLE001 - a broken source card must not break ours
+            logger.debug("cannot read the source card %s: %s", readme, e)
+    if not meta.get("license") and config and isinstance(config.get("license"), str):
+        meta = {"license": config["license"]}
+    if not meta.get("license") and str(source).endswith(".gguf") and Path(source).is_file():
+        meta = {"license": _gguf_license(source)}
+    return {k: meta[k] for k in ("license", "license_name", "license_link") if meta.get(k)}
+
+
+def _source_readme(source: str) -> Path | None:
+    path = Path(source)
+    if path.is_dir():
+        return path / "README.md" if (path / "README.md").is_file() else None
+    repo_id = hub_model_id(source)
+    if repo_id is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "README.md")
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _gguf_license(path) -> str | None:
+    try:
+        from gguf import GGUFReader
+
+        fld = GGUFReader(str(path)).fields.get("general.license")
+        return bytes(fld.parts[fld.data[0]]).decode("utf-8") if fld is not None else None
+    except Exception:  # noqa: BLE001 - optional dependency, optional field
+        return None
+
+
+def _config_dict(config) -> dict:
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return config
+    return config.to_dict() if hasattr(config, "to_dict") else {}
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries the model was made and is loaded with."""
+    from . import __version__
+
+    versions = {"hf_vocabswap": __version__}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+# ------------------------------------------------------------------------- rendering
 
 
 def template_path(name: str = "default") -> Path:
-    for folder in (TEMPLATE_DIR, _REPO_TEMPLATES):
-        path = folder / f"{name}.md"
+    """Path of the card template ``name`` (``model_cards/<name>.md``), or ``name`` if it is a file.
+
+    Raises:
+        FileNotFoundError: no such template, in the installed package or the source tree.
+    """
+    if Path(name).suffix == ".md" and Path(name).is_file():
+        return Path(name)
+    candidates = []
+    try:
+        packaged = importlib.resources.files("hf_vocabswap") / _PACKAGE_TEMPLATES / f"{name}.md"
+        candidates.append(Path(str(packaged)))
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - zipimport without files()
+        pass
+    candidates.append(_REPO_TEMPLATES / f"{name}.md")
+    for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"model card template {name!r} not found in {TEMPLATE_DIR} or {_REPO_TEMPLATES}")
+    raise FileNotFoundError(
+        f"Model card template {name!r} not found (looked in {', '.join(map(str, candidates))}). "
+        "Reinstall hf-vocabswap, or pass template= the path of a .md template."
+    )
 
 
-def render_model_card(result, repo_id: str | None = None) -> ModelCard:
-    from .methods import get_method
-
-    report = result.report
-    kind = report.model_kind or "base"
-    source = report.provenance.get("source") or "unknown"
-    is_hub_id = isinstance(source, str) and source.count("/") == 1 and not Path(source).exists()
-    total = sum(report.counts.values())
-    method_cls = get_method(report.method)
-    data = ModelCardData(
-        base_model=source if is_hub_id else None,
+def model_card_data(facts: CardFacts, info: CardInfo, *, model_name: str | None = None) -> ModelCardData:
+    """The YAML header: user choices override what was inherited or detected."""
+    base_model = info.base_model or facts.base_model
+    license_fields = {"license": info.license, "license_name": info.license_name, "license_link": info.license_link}
+    if not info.license:
+        license_fields = {k: facts.inherited_license.get(k) for k in license_fields}
+    tags = ["hf-vocabswap", "tokenizer-transplant", f"vocabswap-{facts.method}"]
+    if facts.model_type:
+        tags.append(facts.model_type)
+    tags += [t for t in info.tags if t not in tags]
+    datasets = list(dict.fromkeys([*facts.corpus_datasets, *info.datasets]))
+    eval_results = [_hub_eval_result(e, facts) for e in info.eval_results]
+    eval_results = [e for e in eval_results if e is not None]
+    extra = {"base_model_relation": "finetune"} if base_model else {}
+    return ModelCardData(
+        base_model=base_model,
+        datasets=datasets or None,
+        eval_results=eval_results or None,
+        language=info.language,
         library_name="transformers",
-        pipeline_tag=PIPELINE_TAGS.get(kind),
-        tags=["hf-vocabswap", f"vocabswap-{report.method}", "tokenizer-transplant"],
-        base_model_relation="finetune" if is_hub_id else None,
+        model_name=model_name if eval_results else None,
+        pipeline_tag=PIPELINE_TAGS.get(facts.model_kind),
+        tags=tags,
+        **license_fields,
+        **extra,
     )
-    model_ref = repo_id or "path/to/this/folder"
-    snippet = (
-        f"from transformers import {AUTO_CLASSES[kind]}, AutoTokenizer\n\n"
-        f"model = {AUTO_CLASSES[kind]}.from_pretrained({model_ref!r})\n"
-        f"tokenizer = AutoTokenizer.from_pretrained({model_ref!r})"
+
+
+def _hub_eval_result(entry, facts: CardFacts) -> EvalResult | None:
+    if isinstance(entry, EvalResult):
+        return entry
+    if not entry.dataset:
+        return None  # model-index needs a dataset; the body table still shows it
+    return EvalResult(
+        task_type=PIPELINE_TAGS.get(facts.model_kind, "feature-extraction"),
+        dataset_type=entry.dataset,
+        dataset_name=entry.dataset_name or entry.dataset,
+        dataset_split=entry.split,
+        metric_type=entry.metric,
+        metric_value=entry.value,
     )
-    rows = [(name, report.counts.get(name, 0), f"{100 * report.counts.get(name, 0) / max(total, 1):.1f}%") for name in ("copied", "combined", "random", "mean")]
-    return ModelCard.from_template(
+
+
+def _eval_rows(info: CardInfo) -> list[dict]:
+    rows = []
+    for e in info.eval_results:
+        if isinstance(e, EvalResult):
+            rows.append({"metric": e.metric_name or e.metric_type, "value": e.metric_value, "before": None,
+                         "dataset": e.dataset_name, "split": e.dataset_split})
+        else:
+            rows.append({"metric": e.metric, "value": e.value, "before": e.source_value,
+                         "dataset": e.dataset_name or e.dataset, "split": e.split})
+    return rows
+
+
+def _stats_rows(stats: dict[str, TokenizerStats]) -> list[dict]:
+    labels = {"source": "source (before)", "target": "target (after)"}
+    return [
+        {
+            "label": labels.get(name, name),
+            "tokens_per_word": f"{s.tokens_per_word:.3f}",
+            "characters_per_token": f"{s.characters_per_token:.3f}",
+            "unknown_rate": f"{100 * s.unknown_rate:.2f}%",
+            "continued_words": "" if s.continued_words is None else f"{100 * s.continued_words:.1f}%",
+            "tokens": s.tokens,
+            "words": s.words,
+            "characters": s.characters,
+        }
+        for name, s in stats.items()
+    ]
+
+
+def default_model_name(facts: CardFacts) -> str:
+    src = facts.source
+    short = "model" if src.startswith("<") else Path(src.rstrip("/\\")).name.removesuffix(".gguf") or "model"
+    if _SNAPSHOT.search(src) and facts.base_model:
+        short = facts.base_model.split("/")[-1]
+    return f"{short}-vocabswap-{facts.method}"
+
+
+def render_model_card(
+    result=None,
+    info: CardInfo | None = None,
+    *,
+    repo_id: str | None = None,
+    template: str = "default",
+    report=None,
+    config=None,
+    tokenizer=None,
+    source_tokenizer=None,
+) -> ModelCard:
+    """Render the card of a transplant.
+
+    Args:
+        result: a :class:`~hf_vocabswap.result.TransplantResult` (its report, model config
+            and both tokenizers are used). Alternatively pass ``report`` (and ``config``).
+        info: what the user adds (default: ``result.card_info`` if set, else nothing).
+        repo_id: the Hub repo the card is for; the loading snippet then names it instead
+            of :data:`LOCAL_MODEL_ID`.
+        template: a template name in ``model_cards/`` or the path of a ``.md`` template.
+        report, config, tokenizer, source_tokenizer: the parts, when there is no result.
+
+    Returns:
+        A ``huggingface_hub.ModelCard``; ``str(card)`` is the README text.
+
+    Raises:
+        FileNotFoundError: the template does not exist.
+        ValueError: ``info`` holds metadata huggingface_hub rejects (e.g. eval results).
+    """
+    if result is not None:
+        report = result.report
+        config = config if config is not None else getattr(getattr(result, "model", None), "config", None)
+        tokenizer = tokenizer if tokenizer is not None else getattr(result, "tokenizer", None)
+        source_tokenizer = source_tokenizer if source_tokenizer is not None else getattr(result, "source_tokenizer", None)
+        if info is None:
+            info = getattr(result, "card_info", None)
+    if report is None:
+        raise TypeError("render_model_card needs a TransplantResult or report=...")
+    info = info if info is not None else CardInfo()
+    facts = CardFacts.from_report(report, config)
+
+    stats = {k: v if isinstance(v, TokenizerStats) else TokenizerStats.from_dict(v) for k, v in info.tokenizer_stats.items()}
+    if info.heldout_texts and not stats:
+        if source_tokenizer is not None:
+            stats["source"] = TokenizerStats.measure(source_tokenizer, info.heldout_texts)
+        if tokenizer is not None:
+            stats["target"] = TokenizerStats.measure(tokenizer, info.heldout_texts)
+
+    model_name = info.model_name or (repo_id.split("/")[-1] if repo_id else default_model_name(facts))
+    data = model_card_data(facts, info, model_name=model_name)
+    total = max(facts.target_vocab_size, 1)
+    example = info.example_text or _example_text(info)
+    header = data.to_dict()
+    card = ModelCard.from_template(
         data,
-        template_path=str(template_path()),
-        model_name=repo_id.split("/")[-1] if repo_id else f"{Path(str(source)).name}-vocabswap-{report.method}",
-        base_model=source,
-        base_model_link=f"https://huggingface.co/{source}" if is_hub_id else "#",
-        target_vocab_size=total,
-        method=report.method,
-        training_note=(
-            "**This model has not been trained after the transplant.** New tokens start from an "
-            "initialization; continue pretraining on target-language text (`hf-vocabswap train`) before use."
-        ),
-        count_rows=rows,
-        overlap=report.overlap,
-        mode=report.alignment.get("mode", "replace"),
-        options=json.dumps(report.options, ensure_ascii=False),
-        seed=report.seed,
-        source=source,
-        source_hash=report.provenance.get("source_sha256"),
-        corpus=report.provenance.get("corpus"),
-        snippet=snippet,
-        citation=method_cls.citation,
+        template_path=str(template_path(template)),
+        model_name=model_name,
+        facts=facts,
+        info=info,
+        kind=facts.model_kind,
+        auto_class=AUTO_CLASSES.get(facts.model_kind, "AutoModel"),
+        model_id=repo_id or LOCAL_MODEL_ID,
+        model_id_comment="" if repo_id else "  # or the Hub repo id",
+        example_literal=json.dumps(example, ensure_ascii=False),
+        source_link=f"https://huggingface.co/{facts.base_model}" if facts.base_model else None,
+        target_link=f"https://huggingface.co/{facts.target_tokenizer}" if hub_model_id(facts.target_tokenizer) else None,
+        options_json=json.dumps(facts.options, ensure_ascii=False, sort_keys=True),
+        method_stats_json=json.dumps(facts.method_stats, ensure_ascii=False, sort_keys=True) if facts.method_stats else "",
+        matched_by=", ".join(f"{k} {v}" for k, v in (facts.alignment.get("matched_by") or {}).items() if v and k != "none"),
+        overlap_share=f"{100 * facts.overlap / total:.1f}%",
+        count_rows=[
+            (name, facts.counts.get(name, 0), f"{100 * facts.counts.get(name, 0) / total:.1f}%")
+            for name in ("copied", "combined", "random", "mean")
+        ],
+        stats_rows=_stats_rows(stats),
+        stats_texts=next(iter(stats.values())).texts if stats else 0,
+        eval_rows=_eval_rows(info),
+        needs_training=facts.needs_training and not info.continued_pretraining,
+        license_text=header.get("license"),
+        versions=facts.library_versions,
+    )
+    return ModelCard(_tidy(str(card)))
+
+
+def _tidy(text: str) -> str:
+    """Collapse the blank lines that template conditionals leave behind."""
+    text = re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", text)
+    text = re.sub(r"\n\n```\n", "\n```\n", text)
+    return text.rstrip() + "\n"
+
+
+def _example_text(info: CardInfo) -> str:
+    # A few words of held-out text make the snippet speak the target language.
+    for text in info.heldout_texts or []:
+        words = text.split()
+        if len(words) >= 3:
+            return " ".join(words[:8])
+    return "Hello, world!"
+
+
+def write_model_card(folder, result=None, info: CardInfo | None = None, repo_id: str | None = None, **kwargs) -> Path:
+    """Render the card of ``result`` and write it as ``folder/README.md``; returns the path.
+
+    Called by ``TransplantResult.save_pretrained``. Without ``result``, the card is rendered
+    from the folder's ``vocabswap.json`` and ``config.json`` (see :func:`render_folder_card`).
+    """
+    card = render_model_card(result, info, repo_id=repo_id, **kwargs) if result is not None else render_folder_card(folder, info, repo_id=repo_id)
+    path = Path(folder) / "README.md"
+    path.write_text(str(card), encoding="utf-8")
+    return path
+
+
+def render_folder_card(folder, info: CardInfo | None = None, *, repo_id: str | None = None, template: str = "default") -> ModelCard:
+    """The card of a saved hf_vocabswap folder, from its ``vocabswap.json`` and ``config.json``.
+
+    Raises:
+        FileNotFoundError: the folder has no ``vocabswap.json``.
+    """
+    from .result import RECORD_FILE, TransplantReport
+
+    folder = Path(folder)
+    record = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
+    known = {f.name for f in dataclasses.fields(TransplantReport)}
+    report = TransplantReport(**{k: v for k, v in record.items() if k in known})
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else None
+    return render_model_card(None, info, repo_id=repo_id, template=template, report=report, config=config)
+
+
+def extract_snippet(card_text: str) -> str:
+    """The first ```python block of a card (the loading snippet)."""
+    match = re.search(r"```python\n(.*?)```", card_text, re.S)
+    if match is None:
+        raise ValueError("the card has no ```python block")
+    return match.group(1)
+
+
+def with_repo_id(card_text: str, repo_id: str) -> str:
+    """A card written for a local folder, with its loading snippet pointing at ``repo_id``."""
+    return card_text.replace(f'"{LOCAL_MODEL_ID}"  # or the Hub repo id', json.dumps(repo_id)).replace(
+        json.dumps(LOCAL_MODEL_ID), json.dumps(repo_id)
     )
 
 
-def write_model_card(folder, result, repo_id: str | None = None) -> Path:
-    card = render_model_card(result, repo_id)
-    path = Path(folder) / "README.md"
-    card.save(path)
-    return path
+__all__ = [
+    "CardFacts",
+    "CardInfo",
+    "EvalEntry",
+    "LOCAL_MODEL_ID",
+    "TokenizerStats",
+    "extract_snippet",
+    "library_versions",
+    "model_card_data",
+    "render_folder_card",
+    "render_model_card",
+    "source_license",
+    "template_path",
+    "with_repo_id",
+    "write_model_card",
+]
