@@ -78,3 +78,37 @@ class OutputExistsError(VocabSwapError, FileExistsError):
 
 class ResourceError(VocabSwapError, FileNotFoundError):
     """A resource a method needs (fastText model, dictionary, helper model) is missing."""
+
+
+class HubError(VocabSwapError, OSError):
+    """Talking to the Hugging Face Hub failed: not logged in, no write access, repo missing.
+
+    Attributes:
+        repo_id: the repository concerned, when there is one.
+        status_code: the HTTP status the Hub answered, when there was an answer.
+    """
+
+    def __init__(self, message: str, *, repo_id: str | None = None, status_code: int | None = None):
+        self.repo_id = repo_id
+        self.status_code = status_code
+        super().__init__(message)
+
+    def __str__(self) -> str:  # OSError would otherwise format (errno, strerror)
+        return self.args[0]
+
+
+class NotAnOutputFolderError(VocabSwapError, FileNotFoundError):
+    """A folder is not a complete hf_vocabswap output (no vocabswap.json, missing weights ...)."""
+
+    def __init__(self, path, missing: list[str], reason: str = ""):
+        self.path = str(path)
+        self.missing = list(missing)
+        super().__init__(
+            f"{self.path!r} is not a complete hf_vocabswap output folder: "
+            f"{reason or 'missing ' + ', '.join(self.missing)}. Pass the folder written by "
+            "`result.save_pretrained(...)` or `hf-vocabswap transplant --out ...`, and run it again "
+            "if it was interrupted."
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
