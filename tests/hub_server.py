@@ -137,8 +137,8 @@ def _commit_record(message: str, files: dict[str, StoredFile]) -> dict:
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, error_code: str | None = None):
-        self.status, self.message, self.error_code = status, message, error_code
+    def __init__(self, status: int, message: str, error_code: str | None = None, **extra):
+        self.status, self.message, self.error_code, self.extra = status, message, error_code, extra
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -214,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "HEAD":
                 self._send(e.status, None, headers, head=True)
             else:
-                self._send(e.status, {"error": e.message}, headers)
+                self._send(e.status, {"error": e.message, **e.extra}, headers)
         finally:
             with self.state.lock:
                 self.state.requests.append(Request(method, path, user, status))
@@ -291,7 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
         if namespace != user:
             raise _HTTPError(403, f'You don\'t have the rights to create a model under the namespace "{namespace}"')
         if repo_id in self.state.repos:
-            raise _HTTPError(409, "You already created this model repo")
+            # The Hub names the existing repo's URL; create_repo(exist_ok=True) returns it.
+            raise _HTTPError(409, "You already created this model repo", url=f"{self.state.url}/{repo_id}")
         private = payload.get("visibility") == "private" or payload.get("private") is True
         self.state.add_repo(repo_id, user, private=private)
         self._send(200, {"url": f"{self.state.url}/{repo_id}", "name": repo_id, "id": repo_id})
