@@ -10,6 +10,18 @@ from pathlib import Path
 from .errors import CorpusError
 
 
+def _is_file(item) -> bool:
+    """Whether a list item names an existing file (text samples are not paths)."""
+    if isinstance(item, os.PathLike):
+        return Path(item).is_file()
+    if not isinstance(item, str) or "\n" in item or len(item) > 1024:
+        return False
+    try:
+        return Path(item).is_file()
+    except (OSError, ValueError):  # e.g. a sentence longer than a file name may be
+        return False
+
+
 class Corpus:
     """A re-iterable source of non-empty text samples with a content hash.
 
@@ -48,7 +60,7 @@ class Corpus:
         info = getattr(source, "info", None)
         if info is not None and getattr(info, "dataset_name", None):
             return f"dataset:{info.dataset_name}"
-        if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) and Path(s).is_file() for s in source):
+        if isinstance(source, (list, tuple)) and source and all(_is_file(s) for s in source):
             return ", ".join(map(str, source))
         return f"<{type(source).__name__}>"
 
@@ -59,9 +71,7 @@ class Corpus:
             paths = [source]
         elif isinstance(source, (list, tuple)) and source and all(isinstance(s, os.PathLike) for s in source):
             paths = list(source)
-        elif isinstance(source, (list, tuple)) and source and all(isinstance(s, str) for s in source) and all(
-            "\n" not in s and len(s) < 4096 and Path(s).is_file() for s in source
-        ):
+        elif isinstance(source, (list, tuple)) and source and all(_is_file(s) for s in source):
             paths = list(source)
         else:
             return None

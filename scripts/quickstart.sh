@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: splade-tiny BERT adapted to Ukrainian (no Hub access).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+hf-vocabswap quickstart "$@"
