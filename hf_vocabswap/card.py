@@ -239,7 +239,7 @@ class CardFacts:
             overlap=report.overlap,
             counts=dict(report.counts),
             target_vocab_size=int(sum(report.counts.values())),
-            target_tokenizer=prov.get("target_tokenizer"),
+            target_tokenizer=_target_name(prov.get("target_tokenizer"), source),
             target_tokenizer_sha256=prov.get("target_tokenizer_sha256"),
             source_revision=prov.get("source_revision"),
             source_sha256=prov.get("source_sha256"),
@@ -267,6 +267,14 @@ class CardFacts:
     def needs_training(self) -> bool:
         """True when some rows are not exact copies, i.e. the model has not seen them."""
         return self.counts.get("combined", 0) + self.fallback > 0
+
+
+def _target_name(name: str | None, source: str) -> str | None:
+    # A tokenizer trained in memory keeps the name of the one it was trained from (often the
+    # source's): that name would claim the model still uses the source's tokenizer.
+    if not name or name.startswith("<") or name == source:
+        return None
+    return name
 
 
 def hub_model_id(source: str | None) -> str | None:
@@ -325,14 +333,52 @@ def _source_readme(source: str) -> Path | None:
     return Path(cached) if isinstance(cached, str) else None
 
 
-def _gguf_license(path) -> str | None:
-    try:
-        from gguf import GGUFReader
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 
-        fld = GGUFReader(str(path)).fields.get("general.license")
-        return bytes(fld.parts[fld.data[0]]).decode("utf-8") if fld is not None else None
-    except Exception:  # noqa: BLE001 - optional dependency, optional field
+
+def _gguf_license(path) -> str | None:
+    """``general.license`` of a GGUF file, read from its key-value header only.
+
+    ``gguf.GGUFReader`` decodes every field (a 262k-token vocabulary takes a minute), so the
+    header is walked directly and the walk stops at the key (general.* keys come first).
+    """
+    import mmap
+    import struct
+
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            if buf[:4] != b"GGUF" or struct.unpack_from("<I", buf, 4)[0] < 2:
+                return None
+            kv_count = struct.unpack_from("<Q", buf, 16)[0]
+            pos = 24
+
+            def string(at):
+                n = struct.unpack_from("<Q", buf, at)[0]
+                return bytes(buf[at + 8 : at + 8 + n]).decode("utf-8", "replace"), at + 8 + n
+
+            def skip(kind, at):
+                if kind == 8:
+                    return string(at)[1]
+                if kind == 9:
+                    inner, count = struct.unpack_from("<IQ", buf, at)
+                    at += 12
+                    if inner in _GGUF_SIZES:
+                        return at + count * _GGUF_SIZES[inner]
+                    for _ in range(count):
+                        at = skip(inner, at)
+                    return at
+                return at + _GGUF_SIZES[kind]
+
+            for _ in range(kv_count):
+                key, pos = string(pos)
+                kind = struct.unpack_from("<I", buf, pos)[0]
+                pos += 4
+                if key == "general.license" and kind == 8:
+                    return string(pos)[0]
+                pos = skip(kind, pos)
+    except (OSError, ValueError, KeyError, struct.error):
         return None
+    return None
 
 
 def _config_dict(config) -> dict:

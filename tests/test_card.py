@@ -284,3 +284,43 @@ def test_templates_ship_in_the_wheel(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
                          check=True, capture_output=True, text=True, timeout=120)
     assert Path(out.stdout.strip()) == tmp_path / "site" / "hf_vocabswap" / "model_cards" / "default.md"
+
+
+def _write_gguf(path: Path, kvs: list[tuple[str, int, object]]) -> Path:
+    """A minimal GGUF v3 header: (key, type, value) with types 8 (string), 4 (uint32), 9 (array of strings)."""
+    import struct
+
+    def s(text):
+        data = text.encode()
+        return struct.pack("<Q", len(data)) + data
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs))
+    for key, kind, value in kvs:
+        out += s(key) + struct.pack("<I", kind)
+        if kind == 8:
+            out += s(value)
+        elif kind == 4:
+            out += struct.pack("<I", value)
+        elif kind == 9:
+            out += struct.pack("<IQ", 8, len(value)) + b"".join(s(v) for v in value)
+    path.write_bytes(out)
+    return path
+
+
+def test_license_of_a_gguf_source_is_read_from_its_header(tmp_path):
+    from hf_vocabswap.card import source_license
+
+    path = _write_gguf(tmp_path / "m.gguf", [
+        ("general.architecture", 8, "gemma3"), ("general.alignment", 4, 32),
+        ("general.tags", 9, ["a", "bb"]), ("general.license", 8, "gemma"),
+    ])
+    assert source_license(str(path)) == {"license": "gemma"}
+    assert source_license(str(_write_gguf(tmp_path / "n.gguf", [("general.name", 8, "x")]))) == {}
+
+
+def test_a_tokenizer_trained_in_memory_is_not_named_after_the_source(splade_result):
+    # train_new_from_iterator keeps the source tokenizer's name_or_path.
+    text = str(render_model_card(splade_result))
+    source = splade_result.report.provenance["source"]
+    assert f"| Target tokenizer | `{source}`" not in text
+    assert "| Target tokenizer | a tokenizer object (saved in this folder), 2000 tokens" in text

@@ -233,3 +233,17 @@ def test_token_argument_wins_and_missing_login_is_a_hub_error(monkeypatch):
     with pytest.raises(HubError, match="Not logged in") as info:
         resolve_token(None)
     assert isinstance(info.value, OSError)
+
+
+def test_a_folder_without_card_gets_one_in_the_same_commit(output_folder, tmp_path):
+    folder = tmp_path / "nocard"
+    shutil.copytree(output_folder, folder)
+    (folder / "README.md").unlink()
+    with HubServer(tokens={TOKEN: "user"}) as hub:
+        res, _ = _push(hub, folder, tmp_path, f'attempt("nocard", "user/m", env_token={TOKEN!r})')
+        repo = hub.repos["user/m"]
+    assert res["nocard"]["ok"], res
+    assert len(repo.commits) == 2 and "README.md" in repo.commits[-1]["files"]
+    card = ModelCard(repo.files["README.md"].content.decode("utf-8"))
+    assert "vocabswap-fvt" in card.data.tags and 'model_id = "user/m"\n' in card.text
+    assert not (folder / "README.md").exists()  # the user's folder is left as it was
