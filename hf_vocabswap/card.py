@@ -72,10 +72,21 @@ class TokenizerStats:
 
     @classmethod
     def measure(cls, tokenizer, texts: list[str]) -> "TokenizerStats":
-        """Tokenize ``texts`` (without special tokens) and count."""
-        from .evaluate import tokenizer_stats
-
-        return cls.from_dict(tokenizer_stats(tokenizer, list(texts)))
+        """Tokenize ``texts`` (without special tokens) and count, as :mod:`hf_vocabswap.evaluate` does."""
+        texts = [t for t in texts if t]
+        try:
+            from .evaluate import tokenizer_stats
+        except ImportError:  # an install without the evaluation module: plain counts
+            unk = getattr(tokenizer, "unk_token_id", None)
+            ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+            return cls(
+                texts=len(texts),
+                words=sum(len(t.split()) for t in texts),
+                characters=sum(len(t) for t in texts),
+                tokens=sum(len(row) for row in ids),
+                unknown=sum(row.count(unk) for row in ids) if unk is not None else 0,
+            )
+        return cls.from_dict(tokenizer_stats(tokenizer, texts))
 
     @classmethod
     def from_dict(cls, stats: dict) -> "TokenizerStats":
