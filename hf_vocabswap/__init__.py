@@ -14,6 +14,14 @@ from .errors import VocabSwapError  # noqa: E402
 from .methods import Method, MethodConfig, MixingPlan, available_methods, get_method, register_method  # noqa: E402
 from .result import TransplantReport, TransplantResult  # noqa: E402
 from .transplant import DEFAULT_METHOD, transplant_tokenizer  # noqa: E402
+from .card import CardInfo  # noqa: E402
+from .hub import push_folder  # noqa: E402
+from .auto import (  # noqa: E402
+    VocabSwapAutoModel,
+    VocabSwapAutoModelForCausalLM,
+    VocabSwapAutoModelForMaskedLM,
+    VocabSwapAutoModelForSeq2SeqLM,
+)
 
 
 def train_tokenizer(*args, **kwargs):
@@ -25,6 +33,8 @@ def train_tokenizer(*args, **kwargs):
 
 
 __all__ = [
+    "CardInfo", "VocabSwapAutoModel", "VocabSwapAutoModelForCausalLM", "VocabSwapAutoModelForMaskedLM",
+    "VocabSwapAutoModelForSeq2SeqLM", "push_folder",
     "Corpus", "DEFAULT_METHOD", "Method", "MethodConfig", "MixingPlan", "TransplantReport", "TransplantResult",
     "VocabSwapError", "available_methods", "get_method", "register_method", "train_tokenizer", "transplant_tokenizer",
     "__version__",

