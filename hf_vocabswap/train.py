@@ -1,0 +1,572 @@
+"""Continued pretraining after a transplant (LAPT: language-adaptive pretraining).
+
+A transplanted model starts with new embeddings that only approximate what the body
+expects; a short run of its own pretraining objective on target-language text closes most
+of the gap. This module runs it on the transformers :class:`~transformers.Trainer`: the
+masked-LM objective for masked LMs and next-token prediction for causal LMs, texts packed
+into fixed-length blocks, AdamW with linear warm-up and decay, held-out loss AND bits per
+character (:func:`hf_vocabswap.evaluate.bits_per_character`) at every evaluation, resumable
+safetensors checkpoints, and the two-phase recipe of Downey et al. (2023): first train only
+the embeddings and the output head, then everything.
+
+On a small corpus LAPT overfits after about two epochs (see ALGORITHMS.md): pass held-out
+``eval_texts`` and compare the best and the last evaluation, or stop early.
+
+Multi-GPU: the Trainer already runs under ``accelerate launch`` / ``torchrun`` (DDP);
+nothing here needs to change for it. Every process tokenizes the corpus and computes the
+held-out bits per character itself (the numbers are identical), so decisions based on
+them (early stopping, best checkpoint) agree across processes. Sharded setups that hide the
+full weights from each process (FSDP, DeepSpeed ZeRO-3) are not supported by the bits per
+character evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from .corpus import Corpus
+from .errors import CorpusError, ModelError, OutputExistsError
+from .evaluate import bits_per_character, causal_prefix, load_model_and_tokenizer, max_sequence_length, special_template
+from .surgery import model_kind
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["continue_pretraining", "pack_texts", "embedding_parameters", "HISTORY_FILE"]
+
+HISTORY_FILE = "lapt_history.json"
+
+
+# ---------------------------------------------------------------------------------------
+# Data: tokenize and pack into blocks
+# ---------------------------------------------------------------------------------------
+
+
+def pack_texts(tokenizer, texts, seq_length: int, *, kind: str, progress: bool = False) -> torch.Tensor:
+    """Tokenize ``texts`` and cut the token stream into blocks of exactly ``seq_length`` ids.
+
+    Masked LMs: texts are joined with the tokenizer's separator (``[SEP]``, ``</s>``) and
+    every block is wrapped in the tokenizer's own specials (``[CLS] ... [SEP]``). Causal LMs:
+    texts are joined with the eos token and every block starts with the prefix token that
+    :func:`hf_vocabswap.evaluate.bits_per_character` also uses (``<bos>``; Gemma degenerates
+    without it). The incomplete last block is dropped, so no padding is ever needed.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): the model's tokenizer.
+        texts (iterable of `str`): the training text.
+        seq_length (`int`): tokens per block, special tokens included.
+        kind (`str`): "masked" or "causal".
+        progress (`bool`, *optional*, defaults to False): show a progress bar.
+
+    Returns:
+        `torch.Tensor`: ``(num_blocks, seq_length)`` token ids (int64).
+
+    Raises:
+        CorpusError: the text does not fill a single block.
+    """
+    from huggingface_hub.utils import tqdm
+
+    if kind == "masked":
+        prefix, suffix = special_template(tokenizer)
+        joiner = suffix[-1:] or _ids(tokenizer, "sep_token_id", "eos_token_id")
+    else:
+        prefix, suffix = causal_prefix(tokenizer), []
+        joiner = _ids(tokenizer, "eos_token_id")
+    room = seq_length - len(prefix) - len(suffix)
+    if room < 1:
+        raise ModelError(f"seq_length={seq_length} leaves no room for text next to the special tokens {prefix + suffix}.")
+    stream: list[int] = []
+    batch: list[str] = []
+
+    def flush():
+        for ids in tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]:
+            stream.extend(ids)
+            stream.extend(joiner)
+        batch.clear()
+
+    for text in tqdm(texts, desc="Tokenizing", unit=" texts", disable=not progress, leave=False, name="hf_vocabswap"):
+        batch.append(text)
+        if len(batch) >= 1000:
+            flush()
+    flush()
+    n_blocks = len(stream) // room
+    if n_blocks == 0:
+        raise CorpusError(
+            f"The training text holds {len(stream)} tokens, fewer than one block of {room}: give more text "
+            "or a smaller seq_length."
+        )
+    body = torch.tensor(stream[: n_blocks * room], dtype=torch.long).view(n_blocks, room)
+    parts = []
+    if prefix:
+        parts.append(torch.tensor(prefix, dtype=torch.long).expand(n_blocks, -1))
+    parts.append(body)
+    if suffix:
+        parts.append(torch.tensor(suffix, dtype=torch.long).expand(n_blocks, -1))
+    return torch.cat(parts, dim=1).contiguous()
+
+
+def _ids(tokenizer, *attrs) -> list[int]:
+    for attr in attrs:
+        value = getattr(tokenizer, attr, None)
+        if isinstance(value, int):
+            return [value]
+    return []
+
+
+class _Blocks(torch.utils.data.Dataset):
+    """Fixed-length token blocks; items are 1-D id tensors (the collator stacks them)."""
+
+    def __init__(self, blocks: torch.Tensor):
+        self.blocks = blocks
+
+    def __len__(self) -> int:
+        return self.blocks.shape[0]
+
+    def __getitem__(self, i):
+        return self.blocks[i]
+
+
+# ---------------------------------------------------------------------------------------
+# Trainer with held-out bits per character and the embeddings-only phase
+# ---------------------------------------------------------------------------------------
+
+
+def embedding_parameters(model) -> list[torch.nn.Parameter]:
+    """The parameters trained in the embeddings-only phase: the input embedding matrix, the
+    output embedding matrix (the same tensor when tied) and the output bias (BERT's
+    ``cls.predictions.bias``). Everything else, including position embeddings, embedding
+    LayerNorm and the MLM head's transform, is "body"."""
+    params = []
+    inp = model.get_input_embeddings()
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for module in (inp, out):
+        for name in ("weight", "bias"):
+            p = getattr(module, name, None) if module is not None else None
+            if isinstance(p, torch.nn.Parameter) and all(p is not q for q in params):
+                params.append(p)
+    return params
+
+
+def _make_trainer_class():
+    from transformers import Trainer
+
+    class LaptTrainer(Trainer):
+        """Trainer that adds held-out bits per character to every evaluation and trains
+        only the embeddings during the first ``embeddings_only_steps`` optimizer steps.
+
+        The embeddings-only phase keeps every parameter in the optimizer and in DDP (so the
+        switch needs no re-wrapping and works with ``accelerate launch``) and drops the
+        body's gradients after each backward pass: clipping then sees only the embeddings'
+        gradients, and AdamW skips parameters without a gradient entirely (no update, no
+        weight decay, no optimizer state) until the body is released.
+        """
+
+        def __init__(self, *args, bpc_texts=None, bpc_options=None, embeddings_only_steps: int = 0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.bpc_texts = bpc_texts
+            self.bpc_options = bpc_options or {}
+            self.embeddings_only_steps = embeddings_only_steps
+            trainable = {id(p) for p in embedding_parameters(self.model)}
+            self._body_parameters = [p for p in self.model.parameters() if id(p) not in trainable]
+            self._announced_release = False
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if self.state.global_step < self.embeddings_only_steps:
+                for p in self._body_parameters:
+                    p.grad = None
+            elif self.embeddings_only_steps and not self._announced_release:
+                self._announced_release = True
+                logger.info("step %d: embeddings-only phase over, training the whole model", self.state.global_step)
+            return loss
+
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+            if self.bpc_texts:
+                result = bits_per_character(self.model, self.processing_class, self.bpc_texts, progress=False, **self.bpc_options)
+                output.metrics[f"{metric_key_prefix}_bpc"] = result["bits_per_character"]
+            return output
+
+    return LaptTrainer
+
+
+# ---------------------------------------------------------------------------------------
+# The public function
+# ---------------------------------------------------------------------------------------
+
+
+def continue_pretraining(
+    model_or_path,
+    train_texts_or_file,
+    *,
+    output_dir: str | os.PathLike,
+    tokenizer=None,
+    eval_texts=None,
+    max_steps: int = 100,
+    batch_size: int = 8,
+    gradient_accumulation_steps: int = 1,
+    learning_rate: float = 5e-5,
+    warmup_steps: int = 50,
+    weight_decay: float = 0.0,
+    seq_length: int = 512,
+    eval_steps: int = 50,
+    save_steps: int | None = None,
+    save_total_limit: int | None = None,
+    logging_steps: int = 10,
+    embeddings_only_steps: int = 0,
+    mlm_probability: float = 0.15,
+    seed: int = 42,
+    resume: bool | str = False,
+    overwrite: bool = False,
+    bf16: bool = False,
+    load_best_model_at_end: bool = False,
+    early_stopping_patience: int | None = None,
+    eval_max_chars: int | None = None,
+    eval_batch_size: int | None = None,
+    task: str | None = None,
+    report_to: str = "none",
+    progress: bool = True,
+    callbacks: list | None = None,
+    training_args: dict | None = None,
+) -> dict:
+    """Continue pretraining a (transplanted) model on target-language text (LAPT).
+
+    The objective follows the model (:func:`hf_vocabswap.surgery.model_kind`): masked LMs
+    train with ``DataCollatorForLanguageModeling(mlm=True)`` (``mlm_probability`` masked,
+    80/10/10), causal LMs with next-token prediction (``mlm=False``). Texts are tokenized
+    and packed into blocks of ``seq_length`` tokens (see :func:`pack_texts`). The optimizer
+    is AdamW with ``warmup_steps`` of linear warm-up then linear decay to zero at
+    ``max_steps``. With ``eval_texts``, every ``eval_steps`` steps (and once before the
+    first step) the held-out loss (``eval_loss``, same objective, random masking) and the
+    held-out bits per character (``eval_bpc``, deterministic,
+    :func:`hf_vocabswap.evaluate.bits_per_character` with ``max_length=seq_length``) are
+    logged; the best evaluation (lowest ``eval_bpc``) and the last are reported.
+
+    Checkpoints (safetensors, with optimizer, scheduler, RNG and trainer state) are written
+    to ``output_dir/checkpoint-<step>`` every ``save_steps`` steps; ``resume=True``
+    continues from the newest one at its saved step, with the data order and learning-rate
+    schedule of an uninterrupted run (``max_steps`` may be raised when resuming).
+
+    Two-phase recipe (Downey et al., 2023): for the first ``embeddings_only_steps``
+    optimizer steps only the input embeddings, the output embeddings and the output bias
+    are updated (see :func:`embedding_parameters`); the body (every other parameter) is
+    frozen, then released. The learning-rate schedule runs across both phases.
+
+    At the end the final model (or, with ``load_best_model_at_end``, the best one) and its
+    tokenizer are saved to ``output_dir``, loadable with the stock Auto classes, with
+    ``lapt_history.json``: the evaluation curve, the training losses and the summary.
+
+    Args:
+        model_or_path (`PreTrainedModel`, `str` or `os.PathLike`):
+            A masked or causal LM: an object, a Hub id, a local folder, a ``.gguf`` file,
+            or a :class:`~hf_vocabswap.TransplantResult`. Objects (and a result's model)
+            are trained in place: pass a copy to keep the original.
+        train_texts_or_file (`str`, `os.PathLike`, `list[str]` or `datasets.Dataset`):
+            Training text: a UTF-8 file (one sample per line), a folder of ``.txt`` files,
+            a list of strings or a dataset with a ``text`` column.
+        output_dir (`str` or `os.PathLike`):
+            Where checkpoints, the final model and ``lapt_history.json`` go.
+        tokenizer (`PreTrainedTokenizerBase` or `str`, *optional*):
+            The model's tokenizer; found from ``model_or_path`` when omitted.
+        eval_texts (same types as ``train_texts_or_file``, *optional*):
+            Held-out text for the evaluation curve. Without it nothing is evaluated, and
+            overfitting cannot be seen.
+        max_steps (`int`, *optional*, defaults to 100):
+            Optimizer steps in total (counting steps done before a resume).
+        batch_size (`int`, *optional*, defaults to 8):
+            Blocks per device per micro-batch.
+        gradient_accumulation_steps (`int`, *optional*, defaults to 1):
+            Micro-batches per optimizer step.
+        learning_rate (`float`, *optional*, defaults to 5e-5):
+            Peak learning rate.
+        warmup_steps (`int`, *optional*, defaults to 50):
+            Steps of linear warm-up from 0.
+        weight_decay (`float`, *optional*, defaults to 0.0):
+            AdamW's decoupled weight decay (not applied to biases and LayerNorm weights).
+        seq_length (`int`, *optional*, defaults to 512):
+            Tokens per block, special tokens included; at most the model's position limit.
+        eval_steps (`int`, *optional*, defaults to 50):
+            Evaluate every this many steps.
+        save_steps (`int`, *optional*):
+            Save a checkpoint every this many steps; defaults to ``eval_steps``.
+        save_total_limit (`int`, *optional*):
+            Keep at most this many checkpoints (the best one is always kept).
+        logging_steps (`int`, *optional*, defaults to 10):
+            Log the training loss every this many steps.
+        embeddings_only_steps (`int`, *optional*, defaults to 0):
+            Length of the embeddings-only first phase, in optimizer steps.
+        mlm_probability (`float`, *optional*, defaults to 0.15):
+            Masking rate of the masked-LM objective (and of the bpc evaluation's groups).
+        seed (`int`, *optional*, defaults to 42):
+            Seeds initialization of the data order, masking and dropout.
+        resume (`bool` or `str`, *optional*, defaults to False):
+            True: continue from the newest ``checkpoint-*`` in ``output_dir`` (a warning
+            and a fresh start when there is none and the folder is otherwise empty); a path:
+            continue from that checkpoint.
+        overwrite (`bool`, *optional*, defaults to False):
+            Start afresh in a non-empty ``output_dir``, deleting its old checkpoints.
+        bf16 (`bool`, *optional*, defaults to False):
+            Train under bfloat16 autocast (weights stay float32; on a machine without an
+            accelerator this runs on the CPU). The evaluations run under the same
+            autocast, so their bits per character differ slightly from a float32
+            evaluation of the saved model.
+        load_best_model_at_end (`bool`, *optional*, defaults to False):
+            Save the best evaluated checkpoint (lowest ``eval_bpc``) as the final model
+            instead of the last one. Needs ``eval_texts`` and ``save_steps`` a multiple of
+            ``eval_steps``.
+        early_stopping_patience (`int`, *optional*):
+            Stop after this many evaluations without improvement of ``eval_bpc``. Implies
+            ``load_best_model_at_end=True``.
+        eval_max_chars (`int`, *optional*):
+            Evaluate on whole held-out samples up to this many characters.
+        eval_batch_size (`int`, *optional*):
+            Batch size of the evaluations; defaults to ``batch_size``.
+        task (`str`, *optional*):
+            "masked" or "causal" to force the Auto class when loading by name.
+        report_to (`str`, *optional*, defaults to "none"):
+            Experiment trackers for the Trainer ("tensorboard", "wandb", "all", ...).
+        progress (`bool`, *optional*, defaults to True):
+            Show progress bars.
+        callbacks (`list[TrainerCallback]`, *optional*):
+            Extra :class:`~transformers.TrainerCallback` objects for the Trainer.
+        training_args (`dict`, *optional*):
+            Further :class:`~transformers.TrainingArguments` fields; they override the
+            values derived from the arguments above.
+
+    Returns:
+        `dict`: ``output_dir``, ``model_kind``, ``global_step``, ``resumed_from`` (the
+        checkpoint or None), ``start_step`` (the step training began from), ``best``
+        and ``last`` (``{"step", "eval_loss", "eval_bpc"}`` or None without evaluation),
+        ``initial`` (the evaluation before the first step, if run), ``best_checkpoint``,
+        ``final_model`` ("best" or "last"), ``history`` (the evaluation entries),
+        ``train_loss`` (mean over this call), ``num_blocks``, ``num_train_tokens``,
+        ``epochs`` (passes over the packed data) and ``seconds``.
+
+    Raises:
+        OutputExistsError: ``output_dir`` holds files, and neither ``resume`` nor
+            ``overwrite`` was given.
+        CorpusError: the training text is missing or shorter than one block, or the best
+            model / early stopping was asked for without ``eval_texts``.
+        ModelError: the model is neither a masked nor a causal LM, or ``seq_length``
+            exceeds its position limit.
+        FileNotFoundError: ``resume`` names a checkpoint that does not exist.
+
+    Example:
+        >>> from hf_vocabswap import transplant_tokenizer
+        >>> from hf_vocabswap.train import continue_pretraining
+        >>> result = transplant_tokenizer("FacebookAI/xlm-roberta-base", "my-org/uk-32k", method="fvt")
+        >>> summary = continue_pretraining(result, "uk_train.txt", output_dir="xlmr-uk-lapt",
+        ...                                eval_texts="uk_heldout.txt", max_steps=400, eval_steps=50)
+        >>> summary["best"], summary["last"]
+    """
+    from transformers import DataCollatorForLanguageModeling, EarlyStoppingCallback, TrainingArguments
+
+    started = time.perf_counter()
+    output = Path(output_dir)
+    checkpoint = _checkpoint_to_resume(output, resume, overwrite)
+    evaluate = eval_texts is not None
+    if early_stopping_patience is not None:
+        load_best_model_at_end = True
+    if load_best_model_at_end and not evaluate:
+        raise CorpusError("load_best_model_at_end and early_stopping_patience need held-out text: pass eval_texts=...")
+
+    model, tok = load_model_and_tokenizer(model_or_path, tokenizer, task=task)
+    kind = model_kind(model)
+    if kind not in ("masked", "causal"):
+        raise ModelError(
+            f"Continued pretraining supports masked and causal LMs; {type(model).__name__} is {kind!r}. "
+            "Load it with AutoModelForMaskedLM or AutoModelForCausalLM (encoder-decoder objectives are not implemented)."
+        )
+    limit = max_sequence_length(model, tok)
+    if limit is not None and seq_length > limit:
+        raise ModelError(f"seq_length={seq_length} exceeds the {limit} positions {type(model).__name__} has: use seq_length={limit} or less.")
+
+    train_corpus = Corpus.coerce(train_texts_or_file)
+    blocks = pack_texts(tok, train_corpus, seq_length, kind=kind, progress=progress)
+    held_out = _held_out_texts(eval_texts, eval_max_chars) if evaluate else None
+    eval_blocks = None
+    if evaluate:
+        try:
+            eval_blocks = pack_texts(tok, held_out, seq_length, kind=kind)
+        except CorpusError:  # held-out text shorter than one block: one short block of all of it
+            eval_blocks = pack_texts(tok, held_out, _short_block(tok, held_out, kind), kind=kind)
+    logger.info("packed %d training blocks of %d tokens (%d tokens)", blocks.shape[0], seq_length, blocks.numel())
+
+    save_steps = save_steps or eval_steps
+    args = dict(
+        output_dir=str(output),
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=eval_batch_size or batch_size,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=eval_steps if evaluate else None,
+        eval_on_start=evaluate and checkpoint is None,
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=save_total_limit,
+        logging_steps=logging_steps,
+        seed=seed,
+        data_seed=seed,
+        bf16=bf16,
+        report_to=report_to,
+        disable_tqdm=not progress,
+        load_best_model_at_end=load_best_model_at_end,
+        metric_for_best_model="eval_bpc" if evaluate else None,
+        greater_is_better=False if evaluate else None,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=_has_accelerator(),
+    )
+    if bf16 and not _has_accelerator():
+        args["use_cpu"] = True  # bf16 autocast on CPU; the Trainer refuses it otherwise
+    args.update(training_args or {})
+    training_arguments = TrainingArguments(**args)
+
+    callbacks = list(callbacks or [])
+    if early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
+    trainer = _make_trainer_class()(
+        model=model,
+        args=training_arguments,
+        train_dataset=_Blocks(blocks),
+        eval_dataset=_Blocks(eval_blocks) if eval_blocks is not None else None,
+        data_collator=DataCollatorForLanguageModeling(tok, mlm=kind == "masked", mlm_probability=mlm_probability),
+        processing_class=tok,
+        callbacks=callbacks,
+        bpc_texts=held_out,
+        bpc_options=dict(
+            max_length=seq_length,
+            batch_size=eval_batch_size or batch_size,
+            mlm_probability=mlm_probability,
+            seed=0,
+        ),
+        embeddings_only_steps=embeddings_only_steps,
+    )
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+    start_step = _checkpoint_step(checkpoint)
+    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+
+    trainer.save_model(str(output))
+    trainer.save_state()
+    summary = _summary(trainer, kind, output, checkpoint, start_step, blocks, train_output, load_best_model_at_end)
+    summary["seconds"] = time.perf_counter() - started
+    if trainer.is_world_process_zero():
+        record = dict(summary)
+        record["train_log"] = [e for e in trainer.state.log_history if "loss" in e]
+        record["arguments"] = {
+            k: v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None)))
+        } | {"embeddings_only_steps": embeddings_only_steps, "mlm_probability": mlm_probability, "early_stopping_patience": early_stopping_patience}
+        (output / HISTORY_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    best, last = summary["best"], summary["last"]
+    if best and last:
+        logger.info("LAPT done at step %d: best eval_bpc %.4f at step %d, last %.4f", summary["global_step"], best["eval_bpc"], best["step"], last["eval_bpc"])
+    return summary
+
+
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return bool(accelerator.is_available())
+    return torch.cuda.is_available()
+
+
+def _checkpoint_to_resume(output: Path, resume, overwrite: bool) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if isinstance(resume, (str, os.PathLike)) and not isinstance(resume, bool):
+        path = Path(resume)
+        if not path.is_dir():
+            raise FileNotFoundError(f"Checkpoint folder {str(path)!r} does not exist. Pass resume=True to use the newest checkpoint in output_dir.")
+        return path
+    has_content = output.is_dir() and any(output.iterdir())
+    if resume:
+        last = get_last_checkpoint(str(output)) if output.is_dir() else None
+        if last is not None:
+            return Path(last)
+        if has_content and not overwrite:
+            raise OutputExistsError(output)
+        logger.warning("resume=True but %s holds no checkpoint-* folder: starting from step 0", output)
+    elif has_content:
+        if not overwrite:
+            raise OutputExistsError(output)
+        for old in output.glob("checkpoint-*"):
+            if old.is_dir():
+                shutil.rmtree(old)
+        (output / HISTORY_FILE).unlink(missing_ok=True)
+    return None
+
+
+def _checkpoint_step(checkpoint: Path | None) -> int:
+    if checkpoint is None:
+        return 0
+    state = checkpoint / "trainer_state.json"
+    if state.is_file():
+        return int(json.loads(state.read_text(encoding="utf-8")).get("global_step", 0))
+    try:
+        return int(checkpoint.name.rsplit("-", 1)[-1])
+    except ValueError:
+        return 0
+
+
+def _held_out_texts(eval_texts, max_chars: int | None) -> list[str]:
+    texts, total = [], 0
+    for text in Corpus.coerce(eval_texts):
+        texts.append(text)
+        total += len(text)
+        if max_chars is not None and total >= max_chars:
+            break
+    return texts
+
+
+def _short_block(tokenizer, texts, kind: str) -> int:
+    n = sum(len(ids) + 1 for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"])
+    prefix, suffix = special_template(tokenizer) if kind == "masked" else (causal_prefix(tokenizer), [])
+    return max(n, 1) + len(prefix) + len(suffix)
+
+
+def _summary(trainer, kind, output, checkpoint, start_step, blocks, train_output, loaded_best) -> dict:
+    evals = []
+    for entry in trainer.state.log_history:
+        if "eval_loss" in entry or "eval_bpc" in entry:
+            evals.append({
+                "step": entry.get("step"),
+                "epoch": entry.get("epoch"),
+                "eval_loss": entry.get("eval_loss"),
+                "eval_bpc": entry.get("eval_bpc"),
+            })
+    scored = [e for e in evals if e["eval_bpc"] is not None and math.isfinite(e["eval_bpc"])]
+    best = min(scored, key=lambda e: (e["eval_bpc"], e["step"])) if scored else None
+    last = evals[-1] if evals else None
+    initial = evals[0] if evals and evals[0]["step"] == 0 else None
+    steps_per_epoch = max(1, math.ceil(blocks.shape[0] / (trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size)))
+    return {
+        "output_dir": str(output),
+        "model_kind": kind,
+        "global_step": trainer.state.global_step,
+        "resumed_from": str(checkpoint) if checkpoint is not None else None,
+        "start_step": start_step,
+        "initial": initial,
+        "best": best,
+        "last": last,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "final_model": "best" if loaded_best and best is not None else "last",
+        "history": evals,
+        "train_loss": getattr(train_output, "training_loss", None),
+        "num_blocks": int(blocks.shape[0]),
+        "num_train_tokens": int(blocks.numel()),
+        "epochs": trainer.state.global_step / steps_per_epoch,
+    }
