@@ -194,7 +194,10 @@ def cmd_train(args) -> int:
         embeddings_only_steps=args.embeddings_only_steps,
         seed=args.seed,
         resume=args.resume,
+        overwrite=args.overwrite,
         bf16=args.bf16,
+        load_best_model_at_end=args.load_best,
+        early_stopping_patience=args.early_stopping_patience,
     )
     print(json.dumps(summary, indent=1, default=str))
     return 0
@@ -273,6 +276,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--load-best", action="store_true", help="keep the checkpoint with the best held-out bits per character")
+    p.add_argument("--early-stopping-patience", type=int, help="stop after N evaluations without improvement")
 
     p = sub.add_parser("push", help="upload an adapted folder to the Hub in one commit (private by default)")
     p.add_argument("folder")
