@@ -7,7 +7,7 @@ import logging
 import time
 
 from .corpus import Corpus
-from .errors import CorpusError, NoOverlapError
+from .errors import CorpusError, NoOverlapError, TokenizerError
 from .loading import check_pair, load_tokenizer, resolve_source, tokenizer_fingerprint
 from .methods import MethodContext, get_method
 from .result import TransplantReport, TransplantResult
@@ -39,6 +39,8 @@ def transplant_tokenizer(
         model: a transformers model object, a Hub id, a local model folder or a ``.gguf`` file.
         target_tokenizer: the new tokenizer (object, Hub id or folder). Use
             :func:`hf_vocabswap.train_tokenizer` to train one with the source's pipeline.
+            ``method="trim"`` accepts ``None`` or the source tokenizer and trims it with the
+            corpus (see :meth:`Method.prepare_target_tokenizer`).
         method: a registered method name (see :func:`hf_vocabswap.available_methods`).
         source_tokenizer: the tokenizer the model was trained with; found from the model's
             name when omitted.
@@ -85,7 +87,11 @@ def transplant_tokenizer(
     model, source_tokenizer, provenance = resolve_source(model, source_tokenizer, task=task)
     if given_object and not inplace:
         model = copy.deepcopy(model)
-    target_tokenizer = load_tokenizer(target_tokenizer)
+    method_impl = method_cls(config)
+    # Methods may derive the target from the source (trim); the default keeps it as given.
+    target_tokenizer = method_impl.prepare_target_tokenizer(load_tokenizer(target_tokenizer), source_tokenizer, corpus)
+    if target_tokenizer is None:
+        raise TokenizerError(f"No target tokenizer was given, and method {method!r} does not make one. Pass target_tokenizer=...")
     check_pair(model, source_tokenizer, "source")
     find_embeddings(model)  # fails early on models without input embeddings
 
@@ -112,7 +118,7 @@ def transplant_tokenizer(
         device=device,
         is_causal=model_kind(model) == "causal",
     )
-    plan = method_cls(config).plan(ctx)
+    plan = method_impl.plan(ctx)
     if plan.num_target != len(target_tokenizer):
         raise RuntimeError(f"method {method!r} planned {plan.num_target} rows for {len(target_tokenizer)} target tokens")
 

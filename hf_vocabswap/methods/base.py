@@ -107,15 +107,23 @@ class MixingPlan:
         indptr = torch.from_numpy(self.indptr)
         indices = torch.from_numpy(self.indices).to(src.device)
         weights = torch.from_numpy(self.weights).to(device=src.device, dtype=work_dtype)
-        for start in range(0, n_t, chunk_rows):
+        # Dense rows (CLP mixes every overlapping token) would gather nnz x d floats at once:
+        # also cut chunks so that each gathers at most ~16M floats. Rows are never split, so
+        # every row sums its terms in the same order whatever the chunking.
+        max_entries = max(1, (1 << 24) // max(src.shape[1], 1))
+        ptr = self.indptr
+        start = 0
+        while start < n_t:
             stop = min(start + chunk_rows, n_t)
+            if ptr[stop] - ptr[start] > max_entries:
+                stop = max(start + 1, int(np.searchsorted(ptr, ptr[start] + max_entries, side="right")) - 1)
             a, b = int(indptr[start]), int(indptr[stop])
-            if a == b:
-                continue
-            rows = torch.repeat_interleave(
-                torch.arange(start, stop, device=src.device), (indptr[start + 1 : stop + 1] - indptr[start:stop]).to(src.device)
-            )
-            out.index_add_(0, rows, src[indices[a:b]] * weights[a:b, None])
+            if a != b:
+                rows = torch.repeat_interleave(
+                    torch.arange(start, stop, device=src.device), (indptr[start + 1 : stop + 1] - indptr[start:stop]).to(src.device)
+                )
+                out.index_add_(0, rows, src[indices[a:b]] * weights[a:b, None])
+            start = stop
         mean = src.mean(0)
         mean_ids = torch.from_numpy(np.flatnonzero(self.kinds == MEAN)).to(src.device)
         out[mean_ids] = mean
@@ -304,6 +312,14 @@ class Method:
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.config_class()
+
+    def prepare_target_tokenizer(self, target_tokenizer, source_tokenizer, corpus):
+        """The tokenizer to transplant to, given the user's target (None when none was given).
+
+        A hook for methods that derive the target from the source (``trim`` removes the tokens
+        the corpus never uses). Runs before alignment; the default returns the target unchanged.
+        """
+        return target_tokenizer
 
     def plan(self, ctx: MethodContext) -> MixingPlan:  # pragma: no cover - abstract
         raise NotImplementedError
