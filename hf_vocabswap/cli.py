@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def _parse_bool(text: str) -> bool:
 
 def _converter(annotation):
     origin = typing.get_origin(annotation)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:  # Optional[int] and int | None
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = args[0] if len(args) == 1 else str
     if annotation is bool:
@@ -129,6 +130,7 @@ def cmd_transplant(args, table) -> int:
         task=args.task,
         pad_to_multiple_of=args.pad_to_multiple_of,
         device=args.device,
+        low_memory=args.low_memory,
         **_method_options(args, table),
     )
     result.save_pretrained(out, overwrite=args.overwrite)
@@ -240,6 +242,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("target_tokenizer", help="target tokenizer: Hub id or folder")
     p.add_argument("--out", required=True, help="output folder (safetensors, tokenizer, record, model card)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--low-memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="load only the vocabulary tensors and stream the other weights (default: for sharded safetensors)")
     _add_common_transplant_args(p)
     _add_method_options(p, table)
 
