@@ -1,0 +1,175 @@
+"""Models that already use the target tokenizer (CLP's helper, OMP's donor), and the plan
+surgery shared by the methods that use them.
+
+Such a model is given as a model object, a local folder, a Hub id or a ``.gguf`` file. Only its
+embedding matrices are read. Row ``t`` of its input matrix must be target token ``t``: the row
+count is checked against the target tokenizer, and when the model comes with a tokenizer of its
+own (a folder, a Hub id, a GGUF file) the two vocabularies must be identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import MethodOptionError, MismatchError
+from .base import COMBINED, MixingPlan
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TargetModelEmbeddings:
+    """Embedding matrices of a model that uses the target tokenizer.
+
+    Attributes:
+        input: (V_t, d) input embeddings, one row per target token (padding rows cut off).
+        output: (V_t, d) output embeddings when they are a separate (untied) tensor, else None.
+        description: what was loaded, for the report.
+    """
+
+    input: torch.Tensor
+    output: torch.Tensor | None
+    description: str
+
+
+def _allowed_padding(num_tokens: int) -> int:
+    # Models pad their embedding matrix to a multiple of 64 or 128 (Qwen2: 271 extra rows);
+    # far more rows than tokens means another tokenizer.
+    return max(512, num_tokens // 50)
+
+
+def target_model_embeddings(model, target_tokenizer, *, option: str, method: str) -> TargetModelEmbeddings:
+    """Load ``model`` (object, folder, Hub id or GGUF file) and return its embeddings.
+
+    Args:
+        model: the model that already uses the target tokenizer.
+        target_tokenizer: the transplant's target tokenizer.
+        option: the option name that gave the model (for error messages).
+        method: the method name (for error messages).
+
+    Raises:
+        MethodOptionError: no model was given.
+        ModelError / ResourceError: the model cannot be loaded.
+        MismatchError: its vocabulary is not the target tokenizer's (row count, or its own
+            tokenizer's vocabulary differs).
+    """
+    from ..loading import is_gguf, load_model
+    from ..surgery import find_embeddings
+
+    if model is None:
+        raise MethodOptionError(
+            f"Method {method!r} needs a model that already uses the target tokenizer: pass {option}=... "
+            f"(a model object, a local folder, a Hub id or a .gguf file; CLI: --{option.replace('_', '-')} PATH)."
+        )
+    own_tokenizer = None
+    if isinstance(model, (str, os.PathLike)):
+        description = str(model)
+        if is_gguf(model):
+            from ..gguf import load_gguf
+
+            model, own_tokenizer = load_gguf(model)
+        else:
+            own_tokenizer = _try_tokenizer(model)
+            model = load_model(model)
+    else:
+        description = getattr(model, "name_or_path", None) or f"<{type(model).__name__}>"
+    if not hasattr(model, "get_input_embeddings"):
+        raise MethodOptionError(
+            f"{option} must be a transformers model, a folder, a Hub id or a .gguf file, not {type(model).__name__}."
+        )
+    handles = find_embeddings(model)
+    n = len(target_tokenizer)
+    rows = handles.input_weight.shape[0]
+    if rows < n or rows - n > _allowed_padding(n):
+        raise MismatchError(
+            f"The {option} of {method!r} has {rows} embedding rows but the target tokenizer has {n} tokens, "
+            f"so it does not use the target tokenizer. Pass a model trained with the target tokenizer."
+        )
+    if own_tokenizer is not None and own_tokenizer.get_vocab() != target_tokenizer.get_vocab():
+        raise MismatchError(
+            f"The {option} of {method!r} ({description}) comes with a tokenizer whose vocabulary differs from "
+            "the target tokenizer's. Pass a model that uses the target tokenizer, or that tokenizer as target."
+        )
+    inp = handles.input_weight.detach()[:n]
+    out = handles.output_weight.detach()[:n] if handles.output_weight is not None else None
+    return TargetModelEmbeddings(inp, out, description)
+
+
+def _try_tokenizer(path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception:  # noqa: BLE001 - a model without a tokenizer is still usable (rows checked)
+        return None
+
+
+def _concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a loop."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(total, dtype=np.int64)
+
+
+def replace_rows(plan: MixingPlan, targets, indptr, indices, weights) -> MixingPlan:
+    """``plan`` with the rows of ``targets`` replaced by COMBINED rows given in CSR form.
+
+    Args:
+        plan: the plan to start from (its ``output`` and ``stats`` are kept).
+        targets: (n,) distinct target ids.
+        indptr: (n + 1,) offsets into ``indices``/``weights``; every row must be non-empty.
+        indices: source ids; weights: their weights (float64).
+
+    Returns:
+        A new :class:`MixingPlan` (vectorized counterpart of ``PlanBuilder.combine`` per row).
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    indptr = np.asarray(indptr, dtype=np.int64)
+    if len(targets) == 0:
+        return plan
+    lengths = np.diff(plan.indptr)
+    new_lengths = np.diff(indptr)
+    if (new_lengths <= 0).any():
+        raise ValueError("replace_rows needs at least one source row per target row")
+    out_lengths = lengths.copy()
+    out_lengths[targets] = new_lengths
+    out_ptr = np.zeros(plan.num_target + 1, dtype=np.int64)
+    np.cumsum(out_lengths, out=out_ptr[1:])
+    out_idx = np.zeros(out_ptr[-1], dtype=np.int64)
+    out_w = np.zeros(out_ptr[-1], dtype=np.float64)
+    keep = np.ones(plan.num_target, dtype=bool)
+    keep[targets] = False
+    kept = np.flatnonzero(keep)
+    src = _concat_ranges(plan.indptr[kept], lengths[kept])
+    dst = _concat_ranges(out_ptr[kept], lengths[kept])
+    out_idx[dst] = plan.indices[src]
+    out_w[dst] = plan.weights[src]
+    dst = _concat_ranges(out_ptr[targets], new_lengths)
+    out_idx[dst] = np.asarray(indices, dtype=np.int64)
+    out_w[dst] = np.asarray(weights, dtype=np.float64)
+    if len(out_idx) and (out_idx.min() < 0 or out_idx.max() >= plan.num_source):
+        raise ValueError("a mixing plan refers to a source id outside the source vocabulary")
+    kinds = plan.kinds.copy()
+    kinds[targets] = COMBINED
+    return MixingPlan(plan.num_source, out_ptr, out_idx, out_w, kinds, plan.output, dict(plan.stats))
+
+
+def progress_bar(iterable, *, total: int, desc: str, enabled: bool):
+    """A progress bar in the ``hf_vocabswap`` group (``HF_HUB_DISABLE_PROGRESS_BARS=1`` hides it)."""
+    from huggingface_hub.utils import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False, name="hf_vocabswap")
+
+
+def resolve_device(device) -> str:
+    device = str(device or "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MethodOptionError(f"device={device!r}, but no CUDA GPU is available. Use device='cpu'.")
+    return device
