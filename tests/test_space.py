@@ -196,6 +196,11 @@ def test_fill_mask_generic_placeholder(app, source, adapted, placeholder):
     assert got == expected and got[0] and got[1]
 
 
+def test_empty_source_is_read_from_the_record(app, source, adapted):
+    assert app.fill_mask("Київ — столиця [MASK].", "", adapted, 3) == app.fill_mask("Київ — столиця [MASK].", source, adapted, 3)
+    assert app.tokenize(UK_TEXT, " ", adapted) == app.tokenize(UK_TEXT, source, adapted)
+
+
 def test_fill_mask_needs_one_mask(app, source, adapted):
     for text in ("no mask here", "[MASK] and [MASK]", ""):
         before, after, note = app.fill_mask(text, source, adapted, 3)

@@ -114,11 +114,20 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     except Exception:  # noqa: BLE001
         endpoint = urlparse("https://huggingface.co")
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    key = (endpoint.hostname, port)
+    cached = _REACHABLE.get(key)
+    if cached is not None and time.monotonic() - cached[1] < 60:
+        return cached[0]
     try:
-        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
-            return True
+        with socket.create_connection(key, timeout=timeout):
+            reachable = True
     except OSError:
-        return False
+        reachable = False
+    _REACHABLE[key] = (reachable, time.monotonic())
+    return reachable
+
+
+_REACHABLE: dict[tuple, tuple[bool, float]] = {}
 
 
 def embedded_default_folder() -> Path:
@@ -168,8 +177,14 @@ def read_record(name: str) -> dict | None:
 
 
 def recorded_source(name: str) -> str | None:
-    record = read_record(name)
+    record = read_record((name or "").strip())
     return (record or {}).get("provenance", {}).get("source") or None
+
+
+def _source_or_recorded(source: str, adapted: str) -> str:
+    """The source box, or when it is empty the adapted model's recorded source."""
+    source = (source or "").strip()
+    return source or recorded_source(adapted) or ""
 
 
 def default_models(prepare: bool = False) -> tuple[str, str]:
@@ -475,6 +490,7 @@ def tokenize(text: str, source: str, adapted: str, raw: bool = False):
     if len(text) > MAX_TEXT_CHARS:
         text, note = text[:MAX_TEXT_CHARS], f"(showing the first {MAX_TEXT_CHARS:,} characters)"
     sides, stats = [], []
+    source = _source_or_recorded(source, adapted)
     for role, name in (("source", source), ("adapted", adapted)):
         try:
             if not text.strip():
@@ -542,6 +558,7 @@ def fill_mask(text: str, source: str, adapted: str, top_k: int = 5):
     """(source predictions, adapted predictions, note): top-k of both models side by side."""
     text = (text or "")[:MAX_TEXT_CHARS]
     results, notes = [], []
+    source = _source_or_recorded(source, adapted)
     for role, name in (("source", source), ("adapted", adapted)):
         try:
             if not text.strip():
