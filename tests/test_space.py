@@ -433,3 +433,16 @@ def test_server_api(server, app, source, adapted):
     status, _ = client.predict("no/such-model", adapted, api_name="/load")
     assert "⚠️" in status
     assert_readable(status)
+
+
+def test_server_adapt_with_upload_and_progress(server, app, source, tmp_path, monkeypatch):
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setenv("VOCABSWAP_WORKDIR", str(tmp_path / "work"))
+    corpus = assets.write_texts(assets.ukrainian_texts("train", max_chars=30000), tmp_path / "uk.txt")
+    client = Client(server, verbose=False)
+    report, folder, src = client.predict(source, app.TRAIN_FROM_TEXT, "", handle_file(str(corpus)), 800, "fvt", api_name="/adapt")
+    assert "⚠️" not in report and src == source
+    assert Path(folder).parent == tmp_path / "work" and (Path(folder) / PLAN_FILE).is_file()
+    _, after, _ = client.predict("Київ — столиця [MASK].", source, folder, 3, api_name="/fill_mask")
+    assert len(after["confidences"]) == 3
