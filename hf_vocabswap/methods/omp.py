@@ -70,7 +70,7 @@ class OMPConfig(MethodConfig):
         metadata={"help": "pick atoms by normalized correlation |<r, a>| / |a| (textbook OMP); default: raw |<r, a>| as mergekit"},
     )
     batch_size: int | None = field(
-        default=None, metadata={"help": "new tokens solved at once (default: from a memory budget of ~256 MB)"}
+        default=None, metadata={"help": "new tokens solved at once (default: from a memory budget of ~256 MB on CPU, ~2 GB on GPU)"}
     )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
@@ -154,9 +154,9 @@ def batch_omp(
     return picked, coefficients
 
 
-def _auto_batch_size(n_atoms: int, k: int, dim: int, itemsize: int, budget_bytes: int = 256 << 20) -> int:
+def _auto_batch_size(n_atoms: int, k: int, dim: int, itemsize: int, budget_bytes: int) -> int:
     per_token = (n_atoms * 2 + k * (dim + k) + 4 * dim) * itemsize + n_atoms  # corr, taken, Q, R, vectors
-    return max(1, min(4096, budget_bytes // per_token))
+    return max(1, min(8192, budget_bytes // per_token))
 
 
 def omp_rows(
@@ -179,7 +179,8 @@ def omp_rows(
     x_all = donor.to(device=device, dtype=dtype)
     atoms = x_all[torch.as_tensor(atom_ids, device=device)]
     k = min(cfg.k, len(atom_ids))
-    batch = cfg.batch_size or _auto_batch_size(len(atom_ids), k, atoms.shape[1], 4)
+    budget = (2 << 30) if str(device).startswith("cuda") else (256 << 20)
+    batch = cfg.batch_size or _auto_batch_size(len(atom_ids), k, atoms.shape[1], 4, budget)
     rows_out, lengths_out, cols_out, weights_out = [], [], [], []
     rel_errors = []
     starts = range(0, len(new_ids), batch)
