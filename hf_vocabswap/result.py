@@ -129,7 +129,7 @@ class TransplantResult:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            self.model.save_pretrained(tmp)
+            self._write_model(tmp)
             self.tokenizer.save_pretrained(tmp)
             record = self.report.to_dict()
             (tmp / RECORD_FILE).write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
@@ -151,6 +151,10 @@ class TransplantResult:
             raise
         logger.info("saved transplanted model to %s", target)
         return target
+
+    def _write_model(self, folder: Path) -> None:
+        """Write weights, config and generation config (streaming results override this)."""
+        self.model.save_pretrained(folder)
 
     def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None, commit_message: str | None = None, **kwargs):
         """Save to a temporary folder and upload everything in one commit (private by default)."""
