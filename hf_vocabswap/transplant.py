@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 
 from .corpus import Corpus
@@ -31,6 +32,7 @@ def transplant_tokenizer(
     pad_to_multiple_of: int | None = None,
     device: str = "cpu",
     inplace: bool = False,
+    low_memory: bool | None = None,
     **method_options,
 ) -> TransplantResult:
     """Swap a model's vocabulary for ``target_tokenizer`` and initialize the new embeddings.
@@ -51,6 +53,9 @@ def transplant_tokenizer(
         pad_to_multiple_of: round the vocabulary rows up to a multiple of this.
         device: where the methods' heavy maths runs ("cpu" or "cuda").
         inplace: modify a given model object instead of a deep copy of it.
+        low_memory: read only the vocabulary tensors of a safetensors checkpoint and stream
+            the rest when saving (:mod:`hf_vocabswap.streaming`). None (default): for folders
+            and Hub ids of sharded safetensors; True: for any safetensors folder or Hub id.
         **method_options: options of the chosen method (its config dataclass fields).
 
     Returns:
@@ -82,6 +87,13 @@ def transplant_tokenizer(
             f"Method {method!r} learns from target-language text: pass corpus=... (a text file, "
             "a list of strings or a datasets dataset)."
         )
+
+    if low_memory or low_memory is None and isinstance(model, (str, os.PathLike)):
+        from .streaming import transplant_streaming, wants_streaming
+
+        if low_memory or wants_streaming(model):
+            return transplant_streaming(model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=corpus, seed=seed,
+                                        task=task, pad_to_multiple_of=pad_to_multiple_of, device=device, **method_options)
 
     given_object = not isinstance(model, (str, bytes)) and hasattr(model, "get_input_embeddings")
     model, source_tokenizer, provenance = resolve_source(model, source_tokenizer, task=task)
