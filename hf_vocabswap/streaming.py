@@ -185,15 +185,22 @@ def resolve_checkpoint(source) -> tuple[SafetensorsCheckpoint, dict]:
         return SafetensorsCheckpoint.open(path), {"source": str(source), "source_sha256": folder_weights_sha256(path)}
     repo_id = _hub_repo_id(source)
     if repo_id is not None:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import hf_hub_download, snapshot_download
 
         try:
-            folder = Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"]))
+            index = json.loads(Path(hf_hub_download(repo_id, INDEX_NAME)).read_text(encoding="utf-8"))
+            weights = sorted(set(index["weight_map"].values()))
+        except Exception:  # noqa: BLE001 - not sharded (or not there: snapshot_download says)
+            weights = [SINGLE_NAME]
+        try:
+            # Only the listed weights: repos often hold other copies (consolidated.safetensors, .bin).
+            folder = Path(snapshot_download(repo_id, allow_patterns=["*.json", *weights]))
         except Exception as e:  # noqa: BLE001 - re-raised with the fix
             raise ModelError(f"Cannot download the safetensors weights of {repo_id!r}: {e}") from e
         checkpoint = SafetensorsCheckpoint.open(folder)
         if checkpoint is not None:
-            return checkpoint, {"source": str(source)}
+            # A cache snapshot is named after its commit, what the in-memory path records.
+            return checkpoint, {"source": str(source), "source_revision": folder.name}
     raise ModelError(
         f"low_memory=True streams safetensors checkpoints, and {source!r} is not a folder, snapshot or Hub id "
         "holding model.safetensors or model.safetensors.index.json. Pass low_memory=False to load it in memory."
