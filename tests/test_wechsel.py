@@ -278,3 +278,45 @@ def test_cli(res, tmp_path, capsys):
     code = main(["-q", "transplant", str(assets.splade_tiny_path()), str(res["target_dir"]), "--method", "wechsel",
                  "--target-fasttext", str(res["de_path"]), "--dictionary", str(res["tsv"]), "--out", str(tmp_path / "o2")])
     assert code == 2 and "source_fasttext" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def ukrainian_vectors(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("wechsel-uk")
+    text = folder / "uk.txt"
+    texts = assets.ukrainian_texts("train", max_chars=150_000)
+    text.write_text("\n".join(" ".join(_WORD.findall(t)) for t in texts), encoding="utf-8")
+    return train_fasttext_retrying(text, FastTextParams(model="cbow", dim=16, epoch=3, min_count=2, bucket=200_000))
+
+
+@pytest.mark.parametrize("family_name", ["bert", "roberta", "llama", "t5"])
+@pytest.mark.parametrize("faithful", [False, True])
+def test_tiny_families(ukrainian_vectors, family_name, faithful, tmp_path):
+    import transformers
+
+    from .families import FAMILY_BY_NAME, tokenizer_pair
+
+    family = FAMILY_BY_NAME[family_name]
+    src, tgt = tokenizer_pair(family.tokenizer)
+    torch.manual_seed(0)
+    model = family.build(len(src), src)
+    # One language on both sides: the two spaces are the same, no dictionary needed.
+    result = transplant_tokenizer(
+        model, tgt, "wechsel", source_tokenizer=src, source_fasttext=ukrainian_vectors, target_fasttext=ukrainian_vectors,
+        align="none", faithful=faithful, progress=False,
+    )
+    counts = result.report.counts
+    assert sum(counts.values()) == len(tgt) and counts["combined"] > len(tgt) // 4
+    assert counts["copied"] + counts["combined"] > 0.8 * len(tgt)
+    for tid in result.plan.ids_of(COMBINED)[:200]:
+        assert sum(w for _, w in result.plan.row(tid)) == pytest.approx(1.0)
+    folder = result.save_pretrained(tmp_path / "out")
+    reloaded = getattr(transformers, family.auto_class).from_pretrained(folder)
+    assert torch.equal(reloaded.get_input_embeddings().weight, result.model.get_input_embeddings().weight)
+    if result.model.get_output_embeddings() is not None and model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
+        # Untied head: the same mixing on the output matrix, copies exact.
+        out = result.model.get_output_embeddings().weight.detach()
+        src_out = model.get_output_embeddings().weight.detach()
+        for tid in result.plan.ids_of(COPIED):
+            (sid, _), = result.plan.row(tid)
+            assert torch.equal(out[tid], src_out[sid])

@@ -86,6 +86,25 @@ def topk_softmax_mixing(
     return indptr, cols.reshape(-1), weights.reshape(-1), sims.reshape(-1)
 
 
+def plain_encoder(tokenizer) -> Callable[[list[str]], list[list[int]]]:
+    """texts -> token ids of each, without special tokens, padding or truncation.
+
+    Works on a copy of the tokenizer's backend: the backend a transformers tokenizer holds may
+    have padding or truncation switched on by an earlier call (padding would add pad ids to
+    every shorter text of a batch).
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+
+    return encode
+
+
 def word_containment_vectors(
     encode: Callable[[list[str]], list[list[int]]],
     num_tokens: int,

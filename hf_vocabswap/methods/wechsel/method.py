@@ -46,7 +46,13 @@ from ...vocab import MATCH_EXACT
 from ..base import RANDOM, Method, MethodContext, MixingPlan, PlanBuilder, register_method
 from ..fvt import decompose
 from .config import WECHSELConfig
-from .maths import orthogonal_procrustes, reference_topk_softmax_mixing, topk_softmax_mixing, word_containment_vectors
+from .maths import (
+    orthogonal_procrustes,
+    plain_encoder,
+    reference_topk_softmax_mixing,
+    topk_softmax_mixing,
+    word_containment_vectors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -188,12 +194,8 @@ def token_vectors_from_words(tokenizer, wv: WordVectors, limit: int | None) -> n
 
     Words are tokenized as they are and with a leading space (the reference's two variants).
     """
-    backend = tokenizer.backend_tokenizer
+    encode = plain_encoder(tokenizer)
     n = len(wv.words) if limit is None else min(limit, len(wv.words))
-
-    def encode(texts):
-        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
-
     weights = wv.counts[:n] if wv.counts is not None else None
     vectors, _ = word_containment_vectors(
         encode, len(tokenizer), wv.words[:n], wv.word_matrix(n), [lambda w: w, lambda w: " " + w], weights
