@@ -39,6 +39,7 @@ FASTTEXT_SEPARATORS = frozenset(" \n\t\v\f\r\0")
 # fastText's end-of-line word, present in every model trained on lines of text.
 FASTTEXT_EOS = "</s>"
 CACHE_FORMAT = 1
+NAN_RETRIES = 4
 
 
 @dataclass(frozen=True)
@@ -154,29 +155,45 @@ def train_fasttext(text_path, params: FastTextParams, threads: int | None = None
     import fasttext
 
     threads = threads or os.cpu_count() or 1
-    try:
-        return fasttext.train_unsupervised(
-            str(text_path),
-            model=params.model,
-            dim=params.dim,
-            epoch=params.epoch,
-            minCount=params.min_count,
-            neg=params.neg,
-            lr=params.lr,
-            ws=params.ws,
-            minn=params.minn,
-            maxn=params.maxn,
-            bucket=params.bucket,
-            thread=threads,
-            verbose=0,
-        )
-    except (RuntimeError, ValueError) as e:
-        if "empty vocabulary" in str(e).lower():
-            raise CorpusError(
-                f"No target token occurs {params.min_count} times in the corpus, so fastText has nothing to "
-                "learn. Give more target-language text or lower min_count."
-            ) from None
-        raise
+    options = dict(
+        model=params.model,
+        dim=params.dim,
+        epoch=params.epoch,
+        minCount=params.min_count,
+        neg=params.neg,
+        lr=params.lr,
+        ws=params.ws,
+        minn=params.minn,
+        maxn=params.maxn,
+        bucket=params.bucket,
+        thread=threads,
+        verbose=0,
+    )
+    for attempt in range(1, NAN_RETRIES + 1):
+        try:
+            model = fasttext.train_unsupervised(str(text_path), **options)
+            if not _all_finite(model):
+                raise RuntimeError("Encountered NaN in the trained word vectors.")
+            return model
+        except (RuntimeError, ValueError) as e:
+            message = str(e).lower()
+            if "empty vocabulary" in message:
+                raise CorpusError(
+                    f"No target token occurs {params.min_count} times in the corpus, so fastText has nothing to "
+                    "learn. Give more target-language text or lower min_count."
+                ) from None
+            # fastText now and then aborts small trainings with "Encountered NaN" (not
+            # reproducible from run to run, even with one thread); a new run succeeds.
+            if "nan" not in message or attempt == NAN_RETRIES:
+                raise
+            logger.warning("fastText training stopped with %r; retrying (%d/%d)", str(e), attempt, NAN_RETRIES - 1)
+    raise AssertionError("unreachable")
+
+
+def _all_finite(model) -> bool:
+    """Whether every dictionary word has a finite vector (fastText can diverge silently)."""
+    get = model.get_word_vector
+    return all(np.isfinite(get(w)).all() for w in model.get_words(on_unicode_error="replace"))
 
 
 def token_fasttext(
@@ -313,6 +330,16 @@ class FastTextAuxiliary:
         for i, s in enumerate(strings):
             out[i] = get(s)
         return out
+
+    @staticmethod
+    def usable(vectors: np.ndarray) -> np.ndarray:
+        """Rows that can be compared by cosine: finite, and not zero.
+
+        Rows whose entries are all subnormal count as zero: their squared norm underflows,
+        and the reference implementation turns them into NaN similarities and crashes.
+        """
+        tiny = np.finfo(np.float32).tiny
+        return np.isfinite(vectors).all(1) & (np.abs(vectors).max(1, initial=0) >= tiny)
 
     # -- validation -----------------------------------------------------------------------
     def check_dimension(self, expected: int | None) -> None:

@@ -241,7 +241,7 @@ class FOCUS(Method):
         with_vector = ids[has]
         vectors[with_vector] = aux.vectors([s for s, h in zip(strings, has.tolist()) if h])
         has_aux = np.zeros(n_t, dtype=bool)
-        has_aux[with_vector] = np.abs(vectors[with_vector]).sum(1) != 0
+        has_aux[with_vector] = aux.usable(vectors[with_vector])
         copied = t2s >= 0
         anchors = np.flatnonzero(copied & has_aux)
         focus = np.flatnonzero(~copied & has_aux)
@@ -352,7 +352,7 @@ class FOCUS(Method):
         vectors = np.zeros((n_t, aux.dim), dtype=np.float32)
         wanted_ids = np.flatnonzero(wanted)
         vectors[wanted_ids] = aux.vectors([strings[i] for i in wanted_ids.tolist()])
-        nonzero = np.abs(vectors).sum(1) != 0
+        nonzero = aux.usable(vectors)
         own &= nonzero
 
         anchors = np.flatnonzero(copied & regular & own)
