@@ -43,6 +43,7 @@ import copy
 import dataclasses
 import datetime as _dt
 import gc
+import gzip
 import json
 import logging
 import math
@@ -1160,6 +1161,22 @@ def apply_bundle_rows(model, path_rows: Path) -> None:
             fb[ids] = t["bias.final_logits_bias"].to(device=fb.device, dtype=fb.dtype)
 
 
+def plan_folder(name: str) -> str:
+    """Bundle folder of a method's plan: ``plans`` for the priority methods, ``plans_more`` for
+    the rest, so that the two can travel to the GPU machine in separate calls."""
+    return "plans" if name in PRIORITY else "plans_more"
+
+
+def read_texts(bundle: Path, stem: str) -> list[str]:
+    gz, plain = bundle / f"{stem}.txt.gz", bundle / f"{stem}.txt"
+    if gz.is_file():
+        with gzip.open(gz, "rt", encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = plain.read_text(encoding="utf-8")
+    return [t for t in text.splitlines() if t]
+
+
 def prepare_bundle(cfg: BenchConfig, *, methods: str | None, bundle: Path, workdir: Path, source: str | None = None,
                    gguf: str | None = None, wheels: Path | None = None) -> dict:
     """Phase 1 (CPU): target tokenizer, each method's mixing plan, texts -> ``bundle``."""
@@ -1171,7 +1188,7 @@ def prepare_bundle(cfg: BenchConfig, *, methods: str | None, bundle: Path, workd
     bundle = Path(bundle)
     if bundle.exists():
         shutil.rmtree(bundle)
-    (bundle / "plans").mkdir(parents=True)
+    bundle.mkdir(parents=True)
     train, heldout = load_texts(cfg)
     model, source_tok, source_desc = load_source(cfg, gguf=gguf, source=source)
     logger.info("training a %d-token target tokenizer on %d characters", cfg.vocab_size, sum(map(len, train)))
@@ -1179,8 +1196,9 @@ def prepare_bundle(cfg: BenchConfig, *, methods: str | None, bundle: Path, workd
     target_tok = train_tokenizer(source_tok, train, cfg.vocab_size, show_progress=False)
     tokenizer_seconds = time.perf_counter() - t0
     res = Resources(train, target_tok, workdir, cfg)
-    (bundle / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
-    (bundle / "heldout.txt").write_text("\n".join(heldout) + "\n", encoding="utf-8")
+    for fname, texts in (("train.txt.gz", train), ("heldout.txt.gz", heldout)):
+        with gzip.open(bundle / fname, "wt", encoding="utf-8", compresslevel=9) as f:
+            f.write("\n".join(texts) + "\n")
     tokenizer_dirs: dict[str, str] = {}
     manifest = {
         "config": dataclasses.asdict(cfg),
@@ -1200,7 +1218,10 @@ def prepare_bundle(cfg: BenchConfig, *, methods: str | None, bundle: Path, workd
             if fp not in tokenizer_dirs:
                 tokenizer_dirs[fp] = f"tokenizers/{len(tokenizer_dirs)}"
                 planned.tokenizer.save_pretrained(bundle / tokenizer_dirs[fp])
-            plan_file, rows_file = f"plans/plan_{name}.safetensors", f"plans/rows_{name}.safetensors"
+            folder = bundle / plan_folder(name)
+            folder.mkdir(exist_ok=True)
+            plan_file = f"{plan_folder(name)}/plan_{name}.safetensors"
+            rows_file = f"{plan_folder(name)}/rows_{name}.safetensors"
             stored = save_bundle_plan(planned.plan, model, bundle / plan_file, bundle / rows_file, cfg.seed)
             entry.update(
                 plan_file=plan_file, rows_file=rows_file if stored["form"] == "rows" else None, stored=stored,
@@ -1248,9 +1269,7 @@ def run_bundle(bundle: Path, *, out_dir: Path, workdir: Path, gguf: str | None =
         if value is not None:
             setattr(cfg, key, value)
     _set_threads(cfg)
-    train = (bundle / "train.txt").read_text(encoding="utf-8").splitlines()
-    heldout = (bundle / "heldout.txt").read_text(encoding="utf-8").splitlines()
-    train, heldout = [t for t in train if t], [t for t in heldout if t]
+    train, heldout = read_texts(bundle, "train"), read_texts(bundle, "heldout")
     overrides = overrides or {}
     if overrides.get("train_chars"):  # dry runs: less text than the bundle holds
         train = _first_chars(train, overrides["train_chars"])
@@ -1293,7 +1312,12 @@ def run_bundle(bundle: Path, *, out_dir: Path, workdir: Path, gguf: str | None =
     for name in order:
         m = by_name[name]
         summary = {k: m.get(k) for k in keep if k in m}
-        entries.append((name, make_for(m) if m["status"] == "planned" else None, summary))
+        missing = [f for f in (m.get("plan_file"), m.get("rows_file")) if f and not (bundle / f).is_file()]
+        if m["status"] == "planned" and missing:
+            summary.update(status="not run", reason=f"{', '.join(missing)} was not carried to this machine")
+            logger.warning("%s: %s", name, summary["reason"])
+        ready = m["status"] == "planned" and not missing
+        entries.append((name, make_for(m) if ready else None, summary))
     entries = _with_reference(entries, _reference_entry(model, source_tok, len(source_tok)), cfg.reference)
     return _run_entries(entries, results, train, heldout, cfg, workdir, out_dir, stem or f"quality_{cfg.name}", started, max_seconds)
 

@@ -77,16 +77,20 @@ def test_prepare_then_run_writes_results(quality, tmp_path, splade_path, monkeyp
     for m in manifest["methods"]:
         assert m["status"] == "planned" and (bundle / m["plan_file"]).stat().st_size == m["plan_bytes"]
         assert m["copied"] + m["combined"] + m["fallback"] == m["target_vocab"]
-    assert (bundle / "train.txt").is_file() and (bundle / "heldout.txt").is_file()
+    assert (bundle / "train.txt.gz").is_file() and (bundle / "heldout.txt.gz").is_file()
+    assert all(m["plan_file"].startswith("plans/") for m in manifest["methods"])  # priority methods
     assert len(list((bundle / "tokenizers").iterdir())) == 1  # one shared target tokenizer
 
-    # The run phase needs neither fastText nor the tokenizer trainer.
+    # The run phase needs neither fastText nor the tokenizer trainer. A plan that was not carried
+    # to the machine is reported, not fatal.
     monkeypatch.setitem(sys.modules, "fasttext", None)
+    (bundle / manifest["methods"][2]["plan_file"]).unlink()
     out = tmp_path / "results"
     results = quality.run_bundle(bundle, out_dir=out, workdir=tmp_path / "w2", source=str(splade_path), stem="q")
     assert results["complete"]
     runs = results["runs"]
     assert list(runs) == ["source", "fvt", "overlap", "random"]
+    assert runs.pop("random")["status"] == "not run"
     for name, r in runs.items():
         assert r["status"] == "done", (name, r.get("reason"))
         assert [e["step"] for e in r["run"]["history"]] == [0, 1, 2]
