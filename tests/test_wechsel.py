@@ -164,6 +164,14 @@ def test_topk_softmax_mixing_definition():
         assert weights[a:b].sum() == pytest.approx(1.0)
 
 
+def test_topk_ties_go_to_lower_ids():
+    keys = torch.tensor([[1.0, 0], [0, 1], [1, 0], [1, 0], [0.9, 0.1], [1, 0]], dtype=torch.float64)
+    _, cols, weights, _ = topk_softmax_mixing(torch.tensor([[1.0, 0]], dtype=torch.float64), keys, k=3)
+    assert cols.tolist() == [0, 2, 3] and np.allclose(weights, 1 / 3)
+    _, cols, _, _ = topk_softmax_mixing(torch.tensor([[1.0, 0]], dtype=torch.float64), keys, k=5)
+    assert cols.tolist() == [0, 2, 3, 5, 4]
+
+
 def test_default_mode(res):
     result = transplant_tokenizer(res["model"], res["target_tok"], "wechsel", source_tokenizer=res["source_tok"], **_options(res))
     plan, alignment = result.plan, result.alignment

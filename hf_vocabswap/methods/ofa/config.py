@@ -21,7 +21,7 @@ class OFAConfig(MethodConfig):
             "tokenizing these words"
         },
     )
-    max_word_vectors: int | None = field(
+    max_words: int | None = field(
         default=None, metadata={"help": "use only the first N words of the vectors (the most frequent; default: all)"}
     )
     neighbors: int = field(default=10, metadata={"help": "source tokens mixed into each new token (top-k by cosine similarity)"})
@@ -74,7 +74,7 @@ class OFAConfig(MethodConfig):
             raise MethodOptionError(f"OFA option keep_dim must be >= 1, not {self.keep_dim}.")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise MethodOptionError(f"OFA option chunk_size must be >= 1, not {self.chunk_size}.")
-        if self.max_word_vectors is not None and self.max_word_vectors < 1:
-            raise MethodOptionError(f"OFA option max_word_vectors must be >= 1, not {self.max_word_vectors}.")
+        if self.max_words is not None and self.max_words < 1:
+            raise MethodOptionError(f"OFA option max_words must be >= 1, not {self.max_words}.")
         if self.factorized_file is not None:
             self.factorized = True

@@ -248,8 +248,8 @@ class OFA(Method):
                 "the existing rows must stay as they are. Leave keep_dim unset (factorized=True still returns factors)."
             )
 
-        wv = load_word_vectors(cfg.word_vectors, option="word_vectors", limit=cfg.max_word_vectors)
-        n_words = len(wv.words) if cfg.max_word_vectors is None else min(cfg.max_word_vectors, len(wv.words))
+        wv = load_word_vectors(cfg.word_vectors, option="word_vectors", limit=cfg.max_words)
+        n_words = len(wv.words) if cfg.max_words is None else min(cfg.max_words, len(wv.words))
         words, matrix = wv.words[:n_words], wv.word_matrix(n_words)
         n_src_tok = min(len(ctx.source_tokenizer), n_s)
         s_vec, s_hits = ofa_token_vectors(ctx.source_tokenizer, words, matrix, n_src_tok)
@@ -283,7 +283,7 @@ class OFA(Method):
                 k=cfg.neighbors,
                 temperature=cfg.temperature,
                 device=device,
-                dtype=torch.float32,
+                dtype=torch.float64,  # mean word vectors are nearly collinear: float32 misorders neighbours
                 chunk_size=cfg.chunk_size,
                 progress=cfg.progress,
                 desc="hf_vocabswap: OFA nearest source tokens",

@@ -48,7 +48,7 @@ class WECHSELConfig(MethodConfig):
             "frequency-weighted mean of the vectors of words whose tokenization contains the token"
         },
     )
-    max_word_vectors: int | None = field(
+    max_words: int | None = field(
         default=None, metadata={"help": "with subword_vectors='words': use only the most frequent N words (default: all)"}
     )
     neighbors: int = field(default=10, metadata={"help": "source tokens mixed into each new token (top-k by cosine similarity)"})
@@ -108,5 +108,5 @@ class WECHSELConfig(MethodConfig):
             raise MethodOptionError(f"WECHSEL option temperature must be > 0, not {self.temperature}.")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise MethodOptionError(f"WECHSEL option chunk_size must be >= 1, not {self.chunk_size}.")
-        if self.max_word_vectors is not None and self.max_word_vectors < 1:
-            raise MethodOptionError(f"WECHSEL option max_word_vectors must be >= 1, not {self.max_word_vectors}.")
+        if self.max_words is not None and self.max_words < 1:
+            raise MethodOptionError(f"WECHSEL option max_words must be >= 1, not {self.max_words}.")

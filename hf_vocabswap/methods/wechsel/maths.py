@@ -37,7 +37,7 @@ def topk_softmax_mixing(
     k: int = 10,
     temperature: float = 0.1,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype = torch.float64,
     chunk_size: int | None = None,
     progress: bool = False,
     desc: str = "hf_vocabswap: nearest source tokens",
@@ -50,14 +50,17 @@ def topk_softmax_mixing(
         k: neighbours per query (``min(k, m)`` are returned).
         temperature: softmax temperature over the top-k similarities.
         device: where the similarity and top-k run.
-        dtype: precision of the similarity product (weights are float64).
+        dtype: precision of the similarity product (weights are float64). float64 by default:
+            vectors averaged from many word vectors are often nearly collinear (cosines of
+            0.9999), and float32 then orders neighbours by rounding noise.
         chunk_size: query rows per block (default: blocks of about 16M scores).
         progress: show a progress bar over blocks.
 
     Returns:
         ``(indptr (n + 1,), key_ids (n * kk,), weights (n * kk,), sims (n * kk,))`` in CSR
-        layout, each row's neighbours most similar first; every row has ``kk = min(k, m)``
-        entries and its weights sum to 1.
+        layout, each row's neighbours most similar first (equal similarities: lower key id
+        first, and at the k-th place the lower key ids are chosen, so every device picks the
+        same neighbours); every row has ``kk = min(k, m)`` entries and its weights sum to 1.
     """
     from tqdm.auto import tqdm
 
@@ -68,14 +71,27 @@ def topk_softmax_mixing(
     if n and not m:
         raise ValueError("top-k mixing needs at least one key")
     keys_n = normalize_rows(keys_t.to(device=device, dtype=dtype)).T.contiguous()
-    step = chunk_size or max(1, (1 << 24) // max(1, m))
+    step = chunk_size or max(1, (1 << 24) // max(1, m))  # ~16M scores per block
     all_cols, all_sims = [], []
     for start in tqdm(range(0, n, step), desc=desc, unit=" blocks", disable=not progress, leave=False):
         block = normalize_rows(q[start : start + step].to(device=device, dtype=dtype))
         scores = block @ keys_n
-        sims, cols = torch.topk(scores, kk, dim=1, largest=True, sorted=True)
-        all_cols.append(cols.cpu().numpy())
-        all_sims.append(sims.to(torch.float64).cpu().numpy())
+        width = min(kk + 1, m)
+        values, top = torch.topk(scores, width, dim=1, largest=True, sorted=True)
+        sims, cols = values[:, :kk].to(torch.float64).cpu().numpy(), top[:, :kk].cpu().numpy()
+        if width > kk:
+            # Exact ties at the k-th place (identical token vectors are common) go to the lowest
+            # source ids, whatever order the device's top-k returns them in.
+            for i in torch.nonzero(values[:, kk - 1] == values[:, kk]).flatten().tolist():
+                row, v = scores[i], values[i, kk - 1]
+                above = torch.nonzero(row > v).flatten()
+                equal = torch.nonzero(row == v).flatten()[: kk - len(above)]
+                chosen = torch.cat([above, equal])
+                cols[i] = chosen.cpu().numpy()
+                sims[i] = row[chosen].to(torch.float64).cpu().numpy()
+        order = np.lexsort((cols, -sims), axis=1)  # most similar first, ties by source id
+        all_cols.append(np.take_along_axis(cols, order, 1))
+        all_sims.append(np.take_along_axis(sims, order, 1))
         del scores
     cols = np.concatenate(all_cols).astype(np.int64) if all_cols else np.zeros((0, kk), dtype=np.int64)
     sims = np.concatenate(all_sims) if all_sims else np.zeros((0, kk), dtype=np.float64)
@@ -113,7 +129,7 @@ def word_containment_vectors(
     variants: Sequence[Callable[[str], str]],
     word_weights: np.ndarray | None = None,
     *,
-    batch_size: int = 20000,
+    batch_size: int = 5000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token vectors as the weighted mean of the vectors of the words whose tokenization contains them.
 
@@ -191,7 +207,7 @@ def reference_topk_softmax_mixing(
     the 10th and 11th neighbour of a token can tie exactly. To pick the same neighbour as the
     reference, the similarities are computed with the same operations (float64, the same
     normalizations, one product per block of ``batch_size`` consecutive target ids) and the
-    neighbours chosen with ``np.argpartition``.
+    neighbours chosen with ``np.argpartition`` wherever the k-th and (k+1)-th scores tie.
 
     Args:
         vectors: (n_t, d) float64 vectors of ALL target tokens (blocks are cut by target id).
@@ -222,12 +238,21 @@ def reference_topk_softmax_mixing(
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         norms[norms < 10 * np.finfo(norms.dtype).eps] = 1.0
         scores = (block / norms[:, None]) @ keys_n.T
-        for i in np.flatnonzero(wanted[start:stop]).tolist():
-            row = scores[i]
+        local = np.flatnonzero(wanted[start:stop])
+        # The top k are unambiguous unless the k-th and (k+1)-th scores tie exactly; only those
+        # rows need argpartition (slow on rows with many equal scores) to pick as the reference.
+        width = min(kk + 1, keys_n.shape[0])
+        values, top = torch.topk(torch.from_numpy(scores[local]), width, dim=1)
+        values, top = values.numpy(), top.numpy()
+        tied = values[:, kk - 1] == values[:, kk] if width > kk else np.zeros(len(local), dtype=bool)
+        cols[start + local] = top[:, :kk]
+        sims[start + local] = values[:, :kk]
+        for j in np.flatnonzero(tied).tolist():
+            row = scores[local[j]]
             best = np.argpartition(row, -kk)[-kk:]
             order = np.argsort(-row[best], kind="stable")
-            cols[start + i] = best[order]
-            sims[start + i] = row[best[order]]
+            cols[start + local[j]] = best[order]
+            sims[start + local[j]] = row[best[order]]
     cols, sims = cols[rows], sims[rows]
     z = np.exp(sims / temperature)
     weights = z / z.sum(axis=1, keepdims=True)

@@ -261,7 +261,7 @@ class WECHSEL(Method):
     # -- shared steps -------------------------------------------------------------------------
     def _token_vectors(self, tokenizer, wv: WordVectors, texts: list[str] | None) -> np.ndarray:
         if self.config.subword_vectors == "words":
-            return token_vectors_from_words(tokenizer, wv, self.config.max_word_vectors)
+            return token_vectors_from_words(tokenizer, wv, self.config.max_words)
         return wv.vectors(texts).astype(np.float64)
 
     def _mix(self, queries, keys, device, dtype):
@@ -400,7 +400,9 @@ class WECHSEL(Method):
 
         builder = PlanBuilder(n_t, n_s)
         builder.copy(np.flatnonzero(copied), t2s[copied])
-        mixing = self._mix(t_vec[queries], s_vec[candidates], device, torch.float32)
+        # float64: token vectors are often nearly collinear (cosines of 0.9999 between means of
+        # many word vectors), where float32 cannot order the neighbours.
+        mixing = self._mix(t_vec[queries], s_vec[candidates], device, torch.float64)
         mean_sim = self._combine(builder, queries, candidates, mixing)
         fvt_ids = []
         if cfg.fallback == "fvt" and len(leftover):
