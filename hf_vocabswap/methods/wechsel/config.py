@@ -58,7 +58,8 @@ class WECHSELConfig(MethodConfig):
         metadata={
             "help": "reproduce wechsel 0.0.4 exactly: no overlap copy (only special tokens whose string is in both "
             "vocabularies), vectors of decode(id).strip(), every source token a candidate, duplicate case-variant "
-            "dictionary pairs kept, a random draw for tokens without a vector"
+            "dictionary pairs kept, a random draw for tokens without a vector (drawn by hf_vocabswap's seeded generator). "
+            "On a GPU, exact ties at the k-th neighbour go to the lowest source id instead of NumPy's argpartition choice"
         },
     )
     copy_overlap: bool = field(

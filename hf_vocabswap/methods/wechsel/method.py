@@ -16,7 +16,10 @@ Two modes:
   ``decode(id).strip()``, every source token is a candidate, dictionary case variants are
   counted as often as they occur, no token is copied except special tokens whose string is in
   both vocabularies, and tokens without a vector get a random draw. (The draw itself comes
-  from hf_vocabswap's seeded generator, not from the reference's ``RandomState(1234)``.)
+  from hf_vocabswap's seeded generator, not from the reference's ``RandomState(1234)``.) On
+  the CPU the similarities are computed with the reference's own float64 arithmetic, so even
+  exact ties at the 10th neighbour break as in the reference; on a GPU they go to the lowest
+  source id.
 - the default mode copies tokens both vocabularies share (same bytes and word-start flag, by
   the vocabulary alignment; special tokens by role), embeds a token by its canonical text
   (``##ing`` -> ``ing``, ``Ġthe`` -> ``the``), takes only regular source tokens with a vector
