@@ -301,7 +301,8 @@ def _ofa_setup(res: Resources) -> MethodSetup:
     ft = res.word_fasttext()
     return MethodSetup(
         options={n: ft for n in wanted},
-        note="stand-in: word-level fastText of the Ukrainian training split as the multilingual word vectors",
+        note="word-level fastText of the Ukrainian training split (target-language vectors; no multilingual "
+        "aligned vectors such as ColexNet+ exist offline)",
     )
 
 
