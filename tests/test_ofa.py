@@ -128,13 +128,12 @@ def test_defining_properties(res, default):
         assert torch.allclose(target[tid].double(), built, atol=1e-6)
 
 
-def test_lowercase_overlap_is_copied():
+def test_lowercase_overlap_is_copied(res):
     src, tgt = tokenizer_pair("roberta_bpe")  # cased byte-level BPE on Ukrainian
     family = FAMILY_BY_NAME["roberta"]
     torch.manual_seed(0)
     model = family.build(len(src), src)
-    texts = assets.ukrainian_texts("train", max_chars=120_000)
-    uk = _train_words(texts)
+    uk = res["vectors"]
     result = transplant_tokenizer(model, tgt, "ofa", source_tokenizer=src, word_vectors=uk, progress=False)
     alignment, plan = result.alignment, result.plan
     lower = [t for t in plan.ids_of(COPIED) if alignment.target_to_source[t] < 0]
@@ -150,16 +149,6 @@ def test_lowercase_overlap_is_copied():
     off = transplant_tokenizer(model, tgt, "ofa", source_tokenizer=src, word_vectors=uk, progress=False, lowercase_match=False)
     assert off.plan.stats["copied_lowercase"] == 0
     assert all(off.plan.kinds[t] != COPIED for t in lower)
-
-
-def _train_words(texts):
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "words.txt"
-        path.write_text("\n".join(" ".join(_WORD.findall(t)) for t in texts), encoding="utf-8")
-        return _train(path, FastTextParams(model="cbow", dim=16, epoch=3, min_count=2, bucket=200_000))
 
 
 def test_factorized_equals_multiplied_out(res, default, tmp_path):
@@ -205,12 +194,12 @@ def test_extend_mode_keeps_every_row(res):
         _run(res, tokenizer=extended, keep_dim=16)
 
 
-def test_untied_family_factorized():
+def test_untied_family_factorized(res):
     family = FAMILY_BY_NAME["llama"]  # untied input and output embeddings
     src, tgt = tokenizer_pair(family.tokenizer)
     torch.manual_seed(0)
     model = family.build(len(src), src)
-    uk = _train_words(assets.ukrainian_texts("train", max_chars=120_000))
+    uk = res["vectors"]
     result = transplant_tokenizer(model, tgt, "ofa", source_tokenizer=src, word_vectors=uk, progress=False, keep_dim=8, factorized=True)
     inp = result.model.get_input_embeddings().weight.detach()
     out = result.model.get_output_embeddings().weight.detach()
