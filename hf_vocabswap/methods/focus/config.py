@@ -40,11 +40,11 @@ class FOCUSConfig(MethodConfig):
         metadata={"help": "fastText dimension: 100 when training; when set, a given model must have it"},
     )
     epochs: int = field(default=3, metadata={"help": "fastText training epochs"})
-    min_count: int | None = field(
-        default=None,
+    min_count: int = field(
+        default=10,
         metadata={
-            "help": "fastText minCount when training: tokens seen fewer times get no own vector. Default: 10 "
-            "(the reference's) when faithful, else 1 (every token seen in the corpus gets a vector)"
+            "help": "fastText minCount when training: tokens seen fewer times get no vector of their own (the "
+            "reference's 10; default mode then embeds them from character n-grams, see rare_tokens)"
         },
     )
     neg: int = field(default=10, metadata={"help": "fastText negative samples"})
@@ -98,8 +98,5 @@ class FOCUSConfig(MethodConfig):
             )
         if self.chunk_size is not None and self.chunk_size < 1:
             raise MethodOptionError(f"FOCUS option chunk_size must be >= 1, not {self.chunk_size}.")
-        if self.min_count is not None and self.min_count < 1:
+        if self.min_count < 1:
             raise MethodOptionError(f"FOCUS option min_count must be >= 1, not {self.min_count}.")
-
-    def resolved_min_count(self) -> int:
-        return self.min_count if self.min_count is not None else (10 if self.faithful else 1)
