@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -78,7 +79,7 @@ class MixingPlan:
         seed: int,
         fallback: str = "normal",
         num_rows: int | None = None,
-        chunk_rows: int = 16384,
+        chunk_rows: int = 8192,
     ) -> torch.Tensor:
         """Build the target matrix from ``source`` (V_s x d, or V_s for a bias vector).
 
@@ -107,23 +108,24 @@ class MixingPlan:
         indptr = torch.from_numpy(self.indptr)
         indices = torch.from_numpy(self.indices).to(src.device)
         weights = torch.from_numpy(self.weights).to(device=src.device, dtype=work_dtype)
-        # Dense rows (CLP mixes every overlapping token) would gather nnz x d floats at once:
-        # also cut chunks so that each gathers at most ~16M floats. Rows are never split, so
-        # every row sums its terms in the same order whatever the chunking.
-        max_entries = max(1, (1 << 24) // max(src.shape[1], 1))
-        ptr = self.indptr
-        start = 0
-        while start < n_t:
+        # One sparse (CSR) x dense product per block of rows: no nnz x d gather, so dense
+        # rows (CLP mixes every overlapping token) cost no more memory than sparse ones. Each
+        # row's terms are summed in the same order whatever the blocking.
+        for start in range(0, n_t, chunk_rows):
             stop = min(start + chunk_rows, n_t)
-            if ptr[stop] - ptr[start] > max_entries:
-                stop = max(start + 1, int(np.searchsorted(ptr, ptr[start] + max_entries, side="right")) - 1)
             a, b = int(indptr[start]), int(indptr[stop])
-            if a != b:
-                rows = torch.repeat_interleave(
-                    torch.arange(start, stop, device=src.device), (indptr[start + 1 : stop + 1] - indptr[start:stop]).to(src.device)
+            if a == b:
+                continue
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                block = torch.sparse_csr_tensor(
+                    (indptr[start : stop + 1] - a).to(src.device),
+                    indices[a:b],
+                    weights[a:b],
+                    size=(stop - start, src.shape[0]),
+                    check_invariants=False,
                 )
-                out.index_add_(0, rows, src[indices[a:b]] * weights[a:b, None])
-            start = stop
+            out[start:stop] = block @ src
         mean = src.mean(0)
         mean_ids = torch.from_numpy(np.flatnonzero(self.kinds == MEAN)).to(src.device)
         out[mean_ids] = mean
