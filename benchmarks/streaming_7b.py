@@ -375,6 +375,10 @@ def write_results(path: Path, r: dict) -> None:
         f"Goal: under 4 GiB peak on a 24 GB machine — {'met' if r['peak'] < 4 * GIB else 'NOT met'}. (The in-memory path, "
         f"not run here, loads all {s['checkpoint_bytes'] / GIB:.1f} GiB of tensors with `from_pretrained` and writes them from memory.)",
         "",
+        f"Surgery time is `MixingPlan.apply` (CPU, float32) summing {t['plan_entries']:,} weighted source rows of "
+        f"{s['config']['hidden_size']} values for each of the two matrices (input embeddings and the untied head); "
+        "the machine was shared with other jobs (load average above).",
+        "",
         "Peak RSS is `getrusage(RUSAGE_CHILDREN).ru_maxrss` of a wrapper process whose only child runs the transplant "
         "and the save; page cache is not counted (the shards are read and written with plain file I/O).",
         "",
