@@ -1048,16 +1048,29 @@ def load_compact_plan(path: Path):
     return plan
 
 
-def _quantize_rows(rows):
-    """int8 rows with one float32 scale per row (absmax / 127), and the worst relative error."""
+def _quantize_rows(rows, group: int = 32):
+    """int8 rows with one float32 scale (absmax / 127) per ``group`` consecutive dimensions of a
+    row, and the relative error of the result (Frobenius). Per-row scales alone lost 2% on
+    Gemma's FOCUS rows (a few large dimensions); groups of 32 lose under 1%, less than one bf16
+    rounding of the products the training computes, for 12% more bytes."""
     import torch
 
     rows = rows.float()
-    scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
-    q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8)
-    back = q.float() * scale[:, None]
-    rel = float(((back - rows).norm() / rows.norm().clamp_min(1e-12)).item())
+    n, d = rows.shape
+    while d % group:
+        group //= 2
+    blocks = rows.reshape(n, d // group, group)
+    scale = blocks.abs().amax(dim=2).clamp_min(1e-12) / 127.0
+    q = torch.round(blocks / scale[:, :, None]).clamp(-127, 127).to(torch.int8).reshape(n, d)
+    rel = float(((dequantize_rows(q, scale) - rows).norm() / rows.norm().clamp_min(1e-12)).item())
     return q, scale, rel
+
+
+def dequantize_rows(q, scale):
+    """float32 rows from :func:`_quantize_rows`' int8 values and per-group scales."""
+    n, d = q.shape
+    groups = scale.shape[1] if scale.dim() == 2 else 1
+    return (q.float().reshape(n, groups, d // groups) * scale.reshape(n, groups, 1)).reshape(n, d)
 
 
 def combined_rows(plan, rows, source):
@@ -1094,7 +1107,7 @@ def save_bundle_plan(plan, model, path_plan: Path, path_rows: Path, seed: int) -
     - the compact plan (:func:`save_compact_plan`), or
     - for plans whose mixtures are dense (FOCUS's sparsemax spreads over thousands of anchors
       on Gemma: ~2,000 entries per new token), the combined rows themselves, computed here
-      from the same source weights, as int8 with a per-row scale, plus a skeleton plan in
+      from the same source weights, as int8 with a scale per 32 dimensions, plus a skeleton plan in
       which those rows are MEAN placeholders (copied and random rows stay as planned, so the
       seeded random draws are unchanged).
 
@@ -1110,9 +1123,10 @@ def save_bundle_plan(plan, model, path_plan: Path, path_rows: Path, seed: int) -
     plan_bytes = save_compact_plan(plan, path_plan)
     combined = np.flatnonzero(plan.kinds == COMBINED)
     handles = find_embeddings(model)
-    per_row = handles.input_weight.shape[1] + 4 + 8
+    dim = handles.input_weight.shape[1]
+    per_row = dim + 4 * max(1, dim // 32) + 8
     if handles.output_weight is not None:
-        per_row += handles.output_weight.shape[1] + 4
+        per_row += dim + 4 * max(1, dim // 32)
     per_row += 4 * len(handles.biases)
     rows_estimate = len(combined) * per_row
     info = {"form": "plan", "plan_bytes": plan_bytes, "plan_entries": int(len(plan.indices))}
@@ -1164,10 +1178,10 @@ def apply_bundle_rows(model, path_rows: Path) -> None:
     with torch.no_grad():
         inp = model.get_input_embeddings().weight
         ids = model_ids.to(inp.device)
-        inp[ids] = (t["input_q"].float() * t["input_scale"][:, None]).to(device=inp.device, dtype=inp.dtype)
+        inp[ids] = dequantize_rows(t["input_q"], t["input_scale"]).to(device=inp.device, dtype=inp.dtype)
         out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         if "output_q" in t and out is not None and out.weight.data_ptr() != inp.data_ptr():
-            out.weight[ids] = (t["output_q"].float() * t["output_scale"][:, None]).to(device=out.weight.device, dtype=out.weight.dtype)
+            out.weight[ids] = dequantize_rows(t["output_q"], t["output_scale"]).to(device=out.weight.device, dtype=out.weight.dtype)
         if "bias.output" in t and out is not None and getattr(out, "bias", None) is not None:
             out.bias[ids] = t["bias.output"].to(device=out.bias.device, dtype=out.bias.dtype)
         if "bias.final_logits_bias" in t and hasattr(model, "final_logits_bias"):
