@@ -89,7 +89,7 @@ def _method_options(args, table) -> dict:
         value = getattr(args, f"opt_{field_name}", None)
         if value is None:
             continue
-        if args.method not in entry["methods"]:
+        if args.method != "auto" and args.method not in entry["methods"]:
             raise MethodOptionError(
                 f"--{field_name.replace('_', '-')} is an option of {', '.join(sorted(entry['methods']))}, "
                 f"not of --method {args.method}."

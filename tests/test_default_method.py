@@ -1,0 +1,31 @@
+"""method="auto" (the default) follows the committed benchmarks: FOCUS for masked LMs given a
+corpus, FVT otherwise."""
+
+from __future__ import annotations
+
+import torch
+
+from hf_vocabswap.transplant import DEFAULT_METHOD, resolve_auto_method, transplant_tokenizer
+
+from .families import FAMILY_BY_NAME, tokenizer_pair
+
+
+def test_default_is_auto():
+    assert DEFAULT_METHOD == "auto"
+
+
+def test_auto_resolution_by_model_kind():
+    torch.manual_seed(0)
+    bert_src, bert_tgt = tokenizer_pair("wordpiece")
+    bert = FAMILY_BY_NAME["bert"].build(len(bert_src), bert_src)
+    gpt_src, gpt_tgt = tokenizer_pair("gpt2_bpe")
+    gpt = FAMILY_BY_NAME["gpt2"].build(len(gpt_src), gpt_src)
+    texts = ["Привіт, світе! Як справи сьогодні?"] * 20
+    assert resolve_auto_method(bert, texts)[0] == "focus"
+    assert resolve_auto_method(bert, None)[0] == "fvt"
+    assert resolve_auto_method(gpt, texts)[0] == "fvt"
+    assert resolve_auto_method("model.gguf", texts)[0] == "fvt"
+    result = transplant_tokenizer(gpt, gpt_tgt, source_tokenizer=gpt_src, corpus=texts)
+    assert result.report.method == "fvt" and "causal" in result.report.method_stats["auto"]
+    result = transplant_tokenizer(bert, bert_tgt, source_tokenizer=bert_src)
+    assert result.report.method == "fvt" and "no corpus" in result.report.method_stats["auto"]
