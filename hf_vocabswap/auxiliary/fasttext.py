@@ -117,7 +117,8 @@ def write_token_corpus(corpus, tokenizer, path, *, batch_size: int = 1000, progr
 
     backend = tokenizer.backend_tokenizer
     samples = tokens = 0
-    total = len(corpus.source) if isinstance(corpus.source, (list, tuple)) and corpus._files is None else None
+    in_memory = isinstance(corpus.source, (list, tuple)) and getattr(corpus, "_files", None) is None
+    total = len(corpus.source) if in_memory else None  # for the progress bar only
     with open(path, "w", encoding="utf-8") as out, tqdm(
         total=total, desc="hf_vocabswap: tokenizing corpus for fastText", unit=" samples", disable=not progress, leave=False
     ) as bar:
