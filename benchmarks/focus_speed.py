@@ -365,7 +365,7 @@ def write_report(info: dict, ref: dict | None, faithful: dict, default: dict, cm
         row("speed-up, FOCUS step (wall)", ["1"] + [f"{ref['seconds'] / r['seconds']:.1f}x" for r in runs[1:]])
         row("speed-up, FOCUS step (CPU)", ["1"] + [f"{ref['cpu_seconds'] / r['cpu_seconds']:.1f}x" for r in runs[1:]])
         row("speed-up, step + alignment (wall)", ["1"] + [f"{ref['seconds'] / (r['seconds'] + r['align_seconds']):.1f}x" for r in runs[1:]])
-        row("speed-up with a sparse-product apply (wall)", ["1"] + [
+        row("speed-up with one whole-plan sparse product as apply (wall)", ["1"] + [
             f"{ref['seconds'] / (r['plan_seconds'] + r['sparse_apply_seconds']):.1f}x" for r in runs[1:]
         ])
     row("peak resident memory during the step, MB", [fmt(r["peak_mb"], 0) if r else "-" for r in runs])
@@ -400,7 +400,7 @@ def write_report(info: dict, ref: dict | None, faithful: dict, default: dict, cm
         f"{d['overlap']:,} copied (overlap by exact bytes and word-start flag, special tokens by role).",
         "",
         "The plan-application step is `MixingPlan.apply` (the surgery's, shared by all methods). For comparison, "
-        f"one sparse CSR x dense product builds the same rows in {fmt(faithful['sparse_apply_seconds'], 2)} s "
+        f"one sparse CSR x dense product over the whole plan builds the same rows in {fmt(faithful['sparse_apply_seconds'], 2)} s "
         f"(faithful) and {fmt(default['sparse_apply_seconds'], 2)} s (default), max difference "
         f"{max(faithful['sparse_apply_max_diff'], default['sparse_apply_max_diff']):.1e}.",
         "",
