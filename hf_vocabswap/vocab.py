@@ -101,7 +101,7 @@ class TokenizerProfile:
         parts = [c for key in ("normalizer", "pre_tokenizer", "decoder") for c in _walk(spec.get(key))]
         types = {c.get("type") for c in parts}
         metaspace = "Metaspace" in types or any(
-            c.get("type") == "Replace" and c.get("content") in ("▁", " ") and "▁" in json.dumps(c) for c in parts
+            c.get("type") == "Replace" and c.get("content") in ("▁", " ") and "▁" in json.dumps(c, ensure_ascii=False) for c in parts
         )
         if "ByteLevel" in types:
             family = "byte_level"

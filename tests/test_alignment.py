@@ -107,3 +107,17 @@ def test_segment_keeps_word_start(same_text_tokenizers, splade_path):
     ws = sp.tokenizer.convert_ids_to_tokens(sp.segment(CanonicalForm(True, "кіт".encode())))
     nows = sp.tokenizer.convert_ids_to_tokens(sp.segment(CanonicalForm(False, "кіт".encode())))
     assert ws[0].startswith("▁") and not nows[0].startswith("▁")
+
+
+def test_gemma_style_replace_normalizer_is_metaspace():
+    """Gemma spells spaces with a Replace(" ", "▁") normalizer and no pre-tokenizer."""
+    from tokenizers import Tokenizer, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<unk>": 1, "▁": 2, "a": 3, "b": 4, "▁a": 5, "ab": 6, "▁ab": 7}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[("▁", "a"), ("a", "b"), ("▁a", "b")], unk_token="<unk>"))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
+    prof = TokenizerProfile.from_tokenizer(fast)
+    assert prof.family == "metaspace"
+    assert prof.forms[7] == CanonicalForm(True, b"ab") and prof.forms[6] == CanonicalForm(False, b"ab")
