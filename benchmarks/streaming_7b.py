@@ -332,7 +332,7 @@ def write_results(path: Path, r: dict) -> None:
     lines = [
         "# Streaming transplant of a 7B-parameter checkpoint",
         "",
-        f"Run on {r['date']} with `python benchmarks/streaming_7b.py {' '.join(r['argv'])}`.",
+        f"Run on {r['date']} at commit {r['commit']} with `python benchmarks/streaming_7b.py {' '.join(r['argv'])}`.",
         "",
         "## Machine",
         "",
@@ -375,6 +375,8 @@ def write_results(path: Path, r: dict) -> None:
         f"Goal: under 4 GiB peak on a 24 GB machine — {'met' if r['peak'] < 4 * GIB else 'NOT met'}. (The in-memory path, "
         f"not run here, loads all {s['checkpoint_bytes'] / GIB:.1f} GiB of tensors with `from_pretrained` and writes them from memory.)",
         "",
+        f"The load phase is mostly the SHA-256 of the {s['checkpoint_bytes'] / GIB:.1f} GiB of weights that `vocabswap.json` "
+        "records (as on the in-memory path). "
         f"Surgery time is `MixingPlan.apply` (CPU, float32) summing {t['plan_entries']:,} weighted source rows of "
         f"{s['config']['hidden_size']} values for each of the two matrices (input embeddings and the untied head); "
         "the machine was shared with other jobs (load average above).",
@@ -469,6 +471,7 @@ def main(argv=None) -> int:
             print(f"verified: {verify}", flush=True)
         results = {
             "date": datetime.date.today().isoformat(),
+            "commit": _commit(),
             "argv": sys.argv[1:] if argv is None else list(argv),
             "machine": machine(),
             "settings": {
@@ -488,6 +491,16 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _commit() -> str:
+    """The checked-out commit, marked dirty when the package has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "hf_vocabswap"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} (with uncommitted changes in hf_vocabswap/)" if dirty else head
 
 
 def _cuda() -> bool:
