@@ -236,7 +236,7 @@ def _prepare(source, target_tokenizer, method, *, corpus, seed, task, cache_dir,
     return root / f"{_slug(source)}--{method}--{key_digest(key)[:24]}", key, prepared
 
 
-def _transplant(prepared):
+def _transplant(prepared, **extra):
     # Looked up on the module at call time, so the orchestration has one entry point.
     from . import transplant
 
@@ -244,7 +244,7 @@ def _transplant(prepared):
     return transplant.transplant_tokenizer(
         p["source"], p["target"], p["method"], source_tokenizer=p["source_tokenizer"], corpus=p["corpus"],
         seed=p["seed"], task=p["task"], pad_to_multiple_of=p["pad_to_multiple_of"], device=p["device"],
-        **p["method_options"],
+        **extra, **p["method_options"],
     )
 
 
@@ -329,7 +329,8 @@ class _VocabSwapAutoBase:
                                          cache_dir=cache_dir, source_tokenizer=source_tokenizer,
                                          pad_to_multiple_of=pad_to_multiple_of, device=device, method_options=method_options)
         if folder is None:  # options that cannot be keyed: compute, return the objects
-            result = _transplant(prepared)
+            # In memory: a streamed result keeps its body on disk and could not run.
+            result = _transplant(prepared, low_memory=False)
             return (result.model, result.tokenizer) if return_tokenizer else result.model
         folder = _fill(folder, key, prepared, force=force)
         model = getattr(transformers, cls.auto_class).from_pretrained(folder, **(load_kwargs or {}))
