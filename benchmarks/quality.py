@@ -339,7 +339,10 @@ def method_setup(name: str, res: Resources) -> MethodSetup:
 
     cls = get_method(name)
     provider = METHOD_RESOURCES.get(name)
-    setup = provider(res) if provider is not None else MethodSetup(corpus=bool(cls.needs_corpus))
+    if provider is not None:
+        setup = provider(res)
+    else:
+        setup = MethodSetup(corpus=bool(cls.needs_corpus), note="the training split as corpus" if cls.needs_corpus else "")
     setup.corpus = setup.corpus or bool(cls.needs_corpus)
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
     options = {k: v for k, v in COMMON_OPTIONS.items() if k in fields}
@@ -757,8 +760,8 @@ def markdown_report(results: dict) -> str:
         lines += ["", "Not run:", ""]
         for name, r in not_run:
             lines.append(f"- `{name}` ({r.get('status')}): {r.get('reason') or 'not reached'}")
-    if results.get("notes"):
-        lines += [""] + [f"{n}" for n in results["notes"]]
+    for note in results.get("notes") or []:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -783,13 +786,15 @@ def plot(results: dict, path: Path) -> bool:
     starts = sorted(ys[0] for _, _, ys in curves)
     cap = 3 * starts[len(starts) // 2]
     fig, (ax, zoom) = plt.subplots(1, 2, figsize=(12, 5), dpi=110)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    tab20 = plt.get_cmap("tab20").colors
+    colors = [tab20[i] for i in list(range(0, 20, 2)) + list(range(1, 20, 2))]  # 20 distinct colours
+    markers = "os^vDPX*<>"
     for i, (name, xs, ys) in enumerate(curves):
         if name == REFERENCE:
             style = dict(color="black", linestyle="--", linewidth=2)
             label = f"{name} (own tokenizer)"
         else:
-            style = dict(color=colors[i % len(colors)], marker=".", linewidth=1.5)
+            style = dict(color=colors[i % len(colors)], marker=markers[i % len(markers)], markersize=4, linewidth=1.5)
             label = name
         clipped = [y for y in ys if y > cap]
         if clipped:
