@@ -326,6 +326,17 @@ class Method:
     def plan(self, ctx: MethodContext) -> MixingPlan:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _device(self, ctx: MethodContext) -> str:
+        """Where the method's maths runs: its own ``device`` option, else the transplant's.
+
+        Raises:
+            MethodOptionError: a CUDA device is asked for and none is available.
+        """
+        device = getattr(self.config, "device", None) or ctx.device or "cpu"
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise MethodOptionError(f"{self.name} device={device!r}, but no CUDA GPU is available. Use device='cpu'.")
+        return device
+
 
 _REGISTRY: dict[str, type[Method]] = {}
 

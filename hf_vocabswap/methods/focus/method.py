@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ...auxiliary.fasttext import FASTTEXT_SEPARATORS, FastTextAuxiliary, FastTextParams, token_fasttext
-from ...errors import CorpusError, MethodOptionError, NoOverlapError
+from ...errors import CorpusError, NoOverlapError
 from ...vocab import MATCH_EXACT, CanonicalForm
 from ..base import COMBINED, RANDOM, Method, MethodContext, MixingPlan, PlanBuilder, register_method
 from .config import FOCUSConfig
@@ -175,12 +175,6 @@ class FOCUS(Method):
         info["fasttext_dim"] = aux.dim
         info["fasttext_words"] = len(aux.word_ids)
         return aux, info
-
-    def _device(self, ctx: MethodContext) -> str:
-        device = self.config.device or ctx.device or "cpu"
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise MethodOptionError(f"FOCUS device={device!r}, but no CUDA GPU is available. Use device='cpu'.")
-        return device
 
     # -- the plan ---------------------------------------------------------------------------
     def plan(self, ctx: MethodContext) -> MixingPlan:

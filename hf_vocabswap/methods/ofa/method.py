@@ -193,12 +193,6 @@ class OFA(Method):
 
     config: OFAConfig
 
-    def _device(self, ctx: MethodContext) -> str:
-        device = self.config.device or ctx.device or "cpu"
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise MethodOptionError(f"OFA device={device!r}, but no CUDA GPU is available. Use device='cpu'.")
-        return device
-
     def _overlap(self, ctx: MethodContext) -> tuple[np.ndarray, int]:
         """target -> source ids: the alignment's matches, then lowercase matches. Returns (t2s, lowercase count)."""
         align = ctx.alignment

@@ -219,12 +219,6 @@ class WECHSEL(Method):
 
     config: WECHSELConfig
 
-    def _device(self, ctx: MethodContext) -> str:
-        device = self.config.device or ctx.device or "cpu"
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise MethodOptionError(f"WECHSEL device={device!r}, but no CUDA GPU is available. Use device='cpu'.")
-        return device
-
     def resources(self) -> tuple[WordVectors, WordVectors, np.ndarray | None, dict]:
         """Both word-vector models and the alignment map (None for align='none').
 
