@@ -201,8 +201,20 @@ def test_causal_lapt_with_early_stopping_saves_the_best_model(tmp_path):
     )
     assert summary["model_kind"] == "causal"
     assert summary["initial"]["eval_bpc"] > 2 * summary["best"]["eval_bpc"]
-    assert summary["global_step"] < 60  # stopped early: the last evaluation was worse than the best
-    assert summary["last"]["eval_bpc"] > summary["best"]["eval_bpc"] and summary["final_model"] == "best"
+    # Patience 1: training stops at the first evaluation that is not better than the best so far.
+    # Whether (and when) held-out loss turns up depends on the run, so derive the expected stop
+    # from the recorded curve instead of assuming one.
+    curve = [(e["step"], e["eval_bpc"]) for e in summary["history"] if e["step"] > 0]
+    best_so_far, expected_stop = curve[0][1], 60  # the Trainer tracks evaluations from its first one
+    for step, bpc in curve[1:]:
+        if bpc >= best_so_far:
+            expected_stop = step
+            break
+        best_so_far = bpc
+    assert summary["global_step"] == expected_stop
+    if expected_stop < 60:
+        assert summary["last"]["eval_bpc"] > summary["best"]["eval_bpc"]
+    assert summary["final_model"] == "best"
     reloaded = AutoModelForCausalLM.from_pretrained(out)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the in-training evaluations ran under bf16 autocast too
         again = bits_per_character(reloaded, AutoTokenizer.from_pretrained(out), heldout, max_length=32, progress=False)
