@@ -23,15 +23,15 @@ DEFAULT_METHOD = "auto"
 def resolve_auto_method(model, corpus, task: str | None = None) -> tuple[str, str]:
     """The method ``"auto"`` stands for, and why, from the committed quality benchmarks.
 
-    benchmarks/results: on the masked splade-tiny -> Ukrainian benchmark FOCUS led both zero-shot
-    and after continued pretraining; on causal Gemma-3-270m -> 32k Ukrainian (H200), FVT led after
-    400 LAPT steps (best 1.916 bits/char vs hybrid 1.955, FOCUS 2.116) although hybrid and FOCUS
-    led zero-shot. So: masked LMs with a corpus get FOCUS; everything else gets FVT, which also
-    needs no corpus.
+    benchmarks/results: on the masked splade-tiny -> Ukrainian benchmark the hybrid led zero-shot
+    and after continued pretraining (FOCUS second, within 0.05 bits per character); on causal
+    Gemma-3-270m -> 32k Ukrainian (H200), FVT led after 400 LAPT steps (best 1.916 bits/char vs
+    hybrid 1.955, FOCUS 2.116) although the hybrid led zero-shot. So: masked LMs with a corpus get
+    the hybrid; everything else gets FVT, which also needs no corpus.
     """
     kind = task or _kind_of(model)
     if kind == "masked" and corpus is not None:
-        return "focus", "masked LM with a corpus: FOCUS led zero-shot and after LAPT in benchmarks/results/quality_cpu.md"
+        return "hybrid", "masked LM with a corpus: the hybrid led zero-shot and after LAPT in benchmarks/results/quality_cpu.md"
     if corpus is None:
         return "fvt", "no corpus given: FVT needs none"
     return "fvt", f"{kind} model: FVT led after continued pretraining in benchmarks/results/quality_gpu.md"
@@ -83,7 +83,7 @@ def transplant_tokenizer(
             ``method="trim"`` accepts ``None`` or the source tokenizer and trims it with the
             corpus (see :meth:`Method.prepare_target_tokenizer`).
         method: a registered method name (see :func:`hf_vocabswap.available_methods`), or
-            "auto" (the default): FOCUS for masked LMs given a corpus, FVT otherwise, as the
+            "auto" (the default): the hybrid for masked LMs given a corpus, FVT otherwise, as the
             committed quality benchmarks recommend (see :func:`resolve_auto_method`).
         source_tokenizer: the tokenizer the model was trained with; found from the model's
             name when omitted.

@@ -1,5 +1,5 @@
-"""method="auto" (the default) follows the committed benchmarks: FOCUS for masked LMs given a
-corpus, FVT otherwise."""
+"""method="auto" (the default) follows the committed benchmarks: the hybrid for masked LMs given
+a corpus, FVT otherwise."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_auto_resolution_by_model_kind():
     gpt_src, gpt_tgt = tokenizer_pair("gpt2_bpe")
     gpt = FAMILY_BY_NAME["gpt2"].build(len(gpt_src), gpt_src)
     texts = ["Привіт, світе! Як справи сьогодні?"] * 20
-    assert resolve_auto_method(bert, texts)[0] == "focus"
+    assert resolve_auto_method(bert, texts)[0] == "hybrid"
     assert resolve_auto_method(bert, None)[0] == "fvt"
     assert resolve_auto_method(gpt, texts)[0] == "fvt"
     assert resolve_auto_method("model.gguf", texts)[0] == "fvt"
