@@ -23,6 +23,8 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -172,7 +174,11 @@ def train_fasttext(text_path, params: FastTextParams, threads: int | None = None
     )
     for attempt in range(1, NAN_RETRIES + 1):
         try:
-            model = fasttext.train_unsupervised(str(text_path), **options)
+            # After a NaN abort, train in a fresh child process: inside a long-lived process
+            # whose state other libraries changed, fastText was seen to abort on every retry
+            # while the same training succeeded in a new process.
+            train = fasttext.train_unsupervised if attempt == 1 else _train_in_child
+            model = train(str(text_path), **options)
             if not _all_finite(model):
                 raise RuntimeError("Encountered NaN in the trained word vectors.")
             return model
@@ -189,6 +195,23 @@ def train_fasttext(text_path, params: FastTextParams, threads: int | None = None
                 raise
             logger.warning("fastText training stopped with %r; retrying (%d/%d)", str(e), attempt, NAN_RETRIES - 1)
     raise AssertionError("unreachable")
+
+
+def _train_in_child(text_path: str, **options):
+    """fastText's unsupervised training in a new Python process; the model comes back as a file."""
+    import fasttext
+
+    code = (
+        "import json, sys, fasttext\n"
+        "m = fasttext.train_unsupervised(sys.argv[1], **json.loads(sys.argv[2]))\n"
+        "m.save_model(sys.argv[3])\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="hf_vocabswap_ft_") as tmp:
+        out = Path(tmp) / "model.bin"
+        done = subprocess.run([sys.executable, "-c", code, text_path, json.dumps(options), str(out)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError((done.stderr.strip().splitlines() or ["fastText training failed"])[-1])
+        return fasttext.load_model(str(out))
 
 
 def _all_finite(model) -> bool:
