@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import COMBINED, Method, MethodConfig, MethodContext, MixingPlan, PlanBuilder, register_method
+from .base import Method, MethodConfig, MethodContext, MixingPlan, register_method
 
 
 @dataclass
@@ -34,13 +34,23 @@ def decompose(ctx: MethodContext, target_ids) -> dict[int, list[int]]:
     return out
 
 
-def subword_mean_plan(ctx: MethodContext, output_rule: str = "mean") -> tuple[MixingPlan, dict[int, list[int]]]:
-    builder = ctx.base_builder()
-    new_ids = np.flatnonzero(ctx.alignment.target_to_source < 0)
-    pieces = decompose(ctx, new_ids.tolist())
+def combine_subword_means(builder, ctx: MethodContext, target_ids) -> dict[int, list[int]]:
+    """Set each target token that the source tokenizer can split to the mean of its pieces' rows.
+
+    Returns every token's pieces (empty where nothing represents its text; those rows are left
+    as the builder had them).
+    """
+    pieces = decompose(ctx, target_ids)
     for t, ids in pieces.items():
         if ids:
             builder.combine(t, ids, np.full(len(ids), 1.0 / len(ids)))
+    return pieces
+
+
+def subword_mean_plan(ctx: MethodContext, output_rule: str = "mean") -> tuple[MixingPlan, dict[int, list[int]]]:
+    builder = ctx.base_builder()
+    new_ids = np.flatnonzero(ctx.alignment.target_to_source < 0)
+    pieces = combine_subword_means(builder, ctx, new_ids.tolist())
     stats = {"decomposed": int(sum(1 for v in pieces.values() if v)), "undecomposable": int(sum(1 for v in pieces.values() if not v))}
     output = None
     if output_rule == "first":

@@ -37,7 +37,7 @@ import torch
 from ..errors import CorpusError, MethodOptionError, TokenizerError
 from ..trim import KEEP_SPECIAL, check_scripts, kept_source_ids, trim_tokenizer
 from .base import Method, MethodConfig, MethodContext, MixingPlan, PlanBuilder, register_method
-from .fvt import decompose
+from .fvt import combine_subword_means
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +147,7 @@ class Trim(Method):
         by_alignment = [t for t in others.tolist() if 0 <= t2s[t] < ctx.num_source]  # e.g. specials by role
         builder.copy(by_alignment, t2s[by_alignment])
         new = [t for t in others.tolist() if not 0 <= t2s[t] < ctx.num_source]
-        for t, ids in decompose(ctx, new).items():
-            if ids:
-                builder.combine(t, ids, np.full(len(ids), 1.0 / len(ids)))
+        combine_subword_means(builder, ctx, new)
         stats = {
             "kept_source_tokens": int(len(copied)),
             "removed_source_rows": int(ctx.num_source - len(set(src_ids[copied].tolist()))),

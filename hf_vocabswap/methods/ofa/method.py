@@ -40,7 +40,7 @@ from ...errors import MethodOptionError, NoOverlapError, ResourceError
 from ...resources import load_word_vectors
 from ...vocab import CanonicalForm
 from ..base import RANDOM, Method, MethodContext, MixingPlan, PlanBuilder, register_method
-from ..fvt import decompose
+from ..fvt import combine_subword_means
 from ..wechsel.maths import plain_encoder, topk_softmax_mixing, word_containment_vectors
 from .config import OFAConfig
 
@@ -288,10 +288,8 @@ class OFA(Method):
             mean_sim = float(sims[indptr[:-1]].mean())
         fvt_ids = []
         if cfg.fallback == "fvt" and len(leftover):
-            for t, ids in decompose(ctx, leftover.tolist()).items():
-                if ids:
-                    builder.combine(t, ids, np.full(len(ids), 1.0 / len(ids)))
-                    fvt_ids.append(t)
+            pieces = combine_subword_means(builder, ctx, leftover.tolist())
+            fvt_ids = [t for t, ids in pieces.items() if ids]
         plain = builder.build()
         counts = plain.counts()
         stats = {

@@ -47,7 +47,7 @@ from ...errors import MethodOptionError, MismatchError, ResourceError
 from ...resources import WordVectors, default_resource_dir, download, load_word_vectors, read_bilingual_dictionary
 from ...vocab import MATCH_EXACT
 from ..base import RANDOM, Method, MethodContext, MixingPlan, PlanBuilder, register_method
-from ..fvt import decompose
+from ..fvt import combine_subword_means
 from .config import WECHSELConfig
 from .maths import (
     orthogonal_procrustes,
@@ -403,10 +403,8 @@ class WECHSEL(Method):
         mean_sim = self._combine(builder, queries, candidates, mixing)
         fvt_ids = []
         if cfg.fallback == "fvt" and len(leftover):
-            for t, ids in decompose(ctx, leftover.tolist()).items():
-                if ids:
-                    builder.combine(t, ids, np.full(len(ids), 1.0 / len(ids)))
-                    fvt_ids.append(t)
+            pieces = combine_subword_means(builder, ctx, leftover.tolist())
+            fvt_ids = [t for t, ids in pieces.items() if ids]
         plan = builder.build()
         counts = plan.counts()
         plan.stats = {
