@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import MethodOptionError
+from .. import options
 from ..base import MethodConfig
 
 AUXILIARY_MODES = ("token", "word")
@@ -77,26 +78,18 @@ class FOCUSConfig(MethodConfig):
             "source subwords (FVT); 'fvt' goes straight to the source-subword mean; 'random' draws them (the reference)"
         },
     )
-    device: str | None = field(
-        default=None, metadata={"help": "where the similarity and sparsemax run ('cpu', 'cuda'); default: the transplant's device"}
-    )
-    chunk_size: int | None = field(
-        default=None,
-        metadata={"help": "new tokens per similarity block (default: blocks of about 16M scores, ~64 MB)"},
-    )
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    device: str | None = options.device_option("the similarity and sparsemax")
+    chunk_size: int | None = options.chunk_size_option(", ~64 MB")
+    progress: bool = options.progress_option()
 
     def __post_init__(self):
-        if self.auxiliary not in AUXILIARY_MODES:
-            raise MethodOptionError(f"FOCUS option auxiliary must be one of {AUXILIARY_MODES}, not {self.auxiliary!r}.")
-        if self.rare_tokens not in RARE_TOKEN_RULES:
-            raise MethodOptionError(f"FOCUS option rare_tokens must be one of {RARE_TOKEN_RULES}, not {self.rare_tokens!r}.")
+        options.check_choice("FOCUS", self, "auxiliary", AUXILIARY_MODES)
+        options.check_choice("FOCUS", self, "rare_tokens", RARE_TOKEN_RULES)
         if self.auxiliary == "word" and self.fasttext_model is None:
             raise MethodOptionError(
                 "FOCUS with auxiliary='word' needs a pretrained fastText word model: pass "
                 "fasttext_model='cc.<lang>.300.bin' (from https://fasttext.cc/docs/en/crawl-vectors.html)."
             )
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise MethodOptionError(f"FOCUS option chunk_size must be >= 1, not {self.chunk_size}.")
+        options.check_at_least_one("FOCUS", self, "chunk_size")
         if self.min_count < 1:
             raise MethodOptionError(f"FOCUS option min_count must be >= 1, not {self.min_count}.")

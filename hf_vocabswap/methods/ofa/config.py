@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import MethodOptionError
+from .. import options
 from ..base import MethodConfig
-
-FALLBACKS = ("fvt", "random")
 
 
 @dataclass
@@ -24,8 +22,8 @@ class OFAConfig(MethodConfig):
     max_words: int | None = field(
         default=None, metadata={"help": "use only the first N words of the vectors (the most frequent; default: all)"}
     )
-    neighbors: int = field(default=10, metadata={"help": "source tokens mixed into each new token (top-k by cosine similarity)"})
-    temperature: float = field(default=0.1, metadata={"help": "softmax temperature over the top-k similarities"})
+    neighbors: int = options.neighbors_option()
+    temperature: float = options.temperature_option()
     lowercase_match: bool = field(
         default=True,
         metadata={"help": "after exact overlap, also copy tokens whose lowercased text (same word-start flag) is a source token"},
@@ -48,33 +46,13 @@ class OFAConfig(MethodConfig):
         default=None,
         metadata={"help": "write the factorized form (primitives, coordinates) to this safetensors file; implies factorized"},
     )
-    fallback: str = field(
-        default="fvt",
-        metadata={
-            "help": "tokens no word covers: 'fvt' = mean of the source subwords of their text, then a random draw; "
-            "'random' = N(mean, std) of the source rows (the reference)"
-        },
-    )
-    device: str | None = field(
-        default=None, metadata={"help": "where the similarity and top-k run ('cpu', 'cuda'); default: the transplant's device"}
-    )
-    chunk_size: int | None = field(
-        default=None, metadata={"help": "new tokens per similarity block (default: blocks of about 16M scores)"}
-    )
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    fallback: str = options.fallback_option("tokens no word covers", " (the reference)")
+    device: str | None = options.device_option()
+    chunk_size: int | None = options.chunk_size_option()
+    progress: bool = options.progress_option()
 
     def __post_init__(self):
-        if self.fallback not in FALLBACKS:
-            raise MethodOptionError(f"OFA option fallback must be one of {FALLBACKS}, not {self.fallback!r}.")
-        if self.neighbors < 1:
-            raise MethodOptionError(f"OFA option neighbors must be >= 1, not {self.neighbors}.")
-        if not self.temperature > 0:
-            raise MethodOptionError(f"OFA option temperature must be > 0, not {self.temperature}.")
-        if self.keep_dim is not None and self.keep_dim < 1:
-            raise MethodOptionError(f"OFA option keep_dim must be >= 1, not {self.keep_dim}.")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise MethodOptionError(f"OFA option chunk_size must be >= 1, not {self.chunk_size}.")
-        if self.max_words is not None and self.max_words < 1:
-            raise MethodOptionError(f"OFA option max_words must be >= 1, not {self.max_words}.")
+        options.check_topk_mixing("OFA", self)
+        options.check_at_least_one("OFA", self, "keep_dim", "chunk_size", "max_words")
         if self.factorized_file is not None:
             self.factorized = True

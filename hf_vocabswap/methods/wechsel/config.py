@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import MethodOptionError
+from .. import options
 from ..base import MethodConfig
 
 SUBWORD_VECTOR_MODES = ("fasttext", "words")
 ALIGN_MODES = ("dictionary", "none")
-FALLBACKS = ("fvt", "random")
 
 
 @dataclass
@@ -51,8 +50,8 @@ class WECHSELConfig(MethodConfig):
     max_words: int | None = field(
         default=None, metadata={"help": "with subword_vectors='words': use only the most frequent N words (default: all)"}
     )
-    neighbors: int = field(default=10, metadata={"help": "source tokens mixed into each new token (top-k by cosine similarity)"})
-    temperature: float = field(default=0.1, metadata={"help": "softmax temperature over the top-k similarities"})
+    neighbors: int = options.neighbors_option()
+    temperature: float = options.temperature_option()
     faithful: bool = field(
         default=False,
         metadata={
@@ -69,13 +68,7 @@ class WECHSELConfig(MethodConfig):
             "False mixes them like new tokens (WECHSEL's choice); special tokens always match by role"
         },
     )
-    fallback: str = field(
-        default="fvt",
-        metadata={
-            "help": "default mode, tokens without a vector (e.g. whitespace): 'fvt' = mean of the source subwords "
-            "of their text, then a random draw; 'random' = N(mean, std) of the source rows"
-        },
-    )
+    fallback: str = options.fallback_option("default mode, tokens without a vector (e.g. whitespace)")
     download: bool = field(
         default=False,
         metadata={
@@ -86,28 +79,12 @@ class WECHSELConfig(MethodConfig):
     cache_dir: str | None = field(
         default=None, metadata={"help": "where downloads go (default: $HF_VOCABSWAP_CACHE/resources or ~/.cache/hf_vocabswap/resources)"}
     )
-    device: str | None = field(
-        default=None, metadata={"help": "where the similarity and top-k run ('cpu', 'cuda'); default: the transplant's device"}
-    )
-    chunk_size: int | None = field(
-        default=None, metadata={"help": "new tokens per similarity block (default: blocks of about 16M scores)"}
-    )
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    device: str | None = options.device_option()
+    chunk_size: int | None = options.chunk_size_option()
+    progress: bool = options.progress_option()
 
     def __post_init__(self):
-        if self.align not in ALIGN_MODES:
-            raise MethodOptionError(f"WECHSEL option align must be one of {ALIGN_MODES}, not {self.align!r}.")
-        if self.subword_vectors not in SUBWORD_VECTOR_MODES:
-            raise MethodOptionError(
-                f"WECHSEL option subword_vectors must be one of {SUBWORD_VECTOR_MODES}, not {self.subword_vectors!r}."
-            )
-        if self.fallback not in FALLBACKS:
-            raise MethodOptionError(f"WECHSEL option fallback must be one of {FALLBACKS}, not {self.fallback!r}.")
-        if self.neighbors < 1:
-            raise MethodOptionError(f"WECHSEL option neighbors must be >= 1, not {self.neighbors}.")
-        if not self.temperature > 0:
-            raise MethodOptionError(f"WECHSEL option temperature must be > 0, not {self.temperature}.")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise MethodOptionError(f"WECHSEL option chunk_size must be >= 1, not {self.chunk_size}.")
-        if self.max_words is not None and self.max_words < 1:
-            raise MethodOptionError(f"WECHSEL option max_words must be >= 1, not {self.max_words}.")
+        options.check_choice("WECHSEL", self, "align", ALIGN_MODES)
+        options.check_choice("WECHSEL", self, "subword_vectors", SUBWORD_VECTOR_MODES)
+        options.check_topk_mixing("WECHSEL", self)
+        options.check_at_least_one("WECHSEL", self, "chunk_size", "max_words")
