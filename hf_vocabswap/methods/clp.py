@@ -39,8 +39,9 @@ import numpy as np
 import torch
 
 from ..errors import MethodOptionError, NoOverlapError
-from .base import Method, MethodConfig, MethodContext, MixingPlan, PlanBuilder, register_method
-from .target_model import progress_bar, replace_rows, resolve_device, target_model_embeddings
+from .base import MethodConfig, MethodContext, MixingPlan, PlanBuilder, register_method
+from .options import check_at_least_one, chunk_size_option, progress_option
+from .target_model import CSRRows, TargetModelMethod, progress_bar, replace_rows, resolve_device, target_model_option
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +59,7 @@ CITATION = """@article{ostendorff-rehm-2023-clp,
 
 @dataclass
 class CLPConfig(MethodConfig):
-    helper_model: Any = field(
-        default=None,
-        metadata={
-            "help": "required: a model that already uses the target tokenizer (model object, local folder, Hub id "
-            "or .gguf file); the cosine similarities of its input embeddings weight the overlapping tokens"
-        },
-    )
+    helper_model: Any = target_model_option("the cosine similarities of its input embeddings weight the overlapping tokens")
     faithful: bool = field(
         default=False,
         metadata={
@@ -79,16 +74,13 @@ class CLPConfig(MethodConfig):
             "default: all of them, as the reference (the plan then has new x overlap entries, 16 bytes each)"
         },
     )
-    chunk_size: int | None = field(
-        default=None, metadata={"help": "new tokens per similarity block (default: blocks of about 16M scores)"}
-    )
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    chunk_size: int | None = chunk_size_option()
+    progress: bool = progress_option("show a progress bar")
 
     def __post_init__(self):
         if self.top_k is not None and self.top_k < 1:
             raise MethodOptionError(f"CLP option top_k must be >= 1 or None, not {self.top_k}.")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise MethodOptionError(f"CLP option chunk_size must be >= 1, not {self.chunk_size}.")
+        check_at_least_one("CLP", self, "chunk_size")
 
 
 def raw_string_overlap(target_tokenizer, source_tokenizer, num_source: int) -> np.ndarray:
@@ -136,7 +128,7 @@ def clp_weights(
     h = torch.as_tensor(helper).to(device=device, dtype=torch.float64)
     anchors = torch.nn.functional.normalize(h[torch.as_tensor(anchor_ids, device=device)], dim=1)
     new_ids_t = torch.as_tensor(new_ids, device=device)
-    rows_out, lengths_out, cols_out, weights_out = [], [], [], []
+    csr = CSRRows()
     starts = range(0, m, chunk_size)
     for start in progress_bar(starts, total=len(starts), desc="CLP similarities", enabled=progress):
         block = torch.nn.functional.normalize(h[new_ids_t[start : start + chunk_size]], dim=1)
@@ -148,25 +140,14 @@ def clp_weights(
         total = sims.sum(dim=1, keepdim=True)
         weights = sims / total
         ok = (total[:, 0] != 0) & torch.isfinite(weights).all(dim=1)
-        nonzero = (weights != 0) & ok[:, None]
-        lengths = nonzero.sum(dim=1)
-        ok &= lengths > 0
-        rows_out.append((torch.nonzero(ok)[:, 0] + start).cpu().numpy())
-        lengths_out.append(lengths[ok].cpu().numpy())
-        cols_out.append(cols[nonzero].cpu().numpy())  # row-major: grouped by row, rows in order
-        weights_out.append(weights[nonzero].cpu().numpy())
-    rows = np.concatenate(rows_out) if rows_out else np.zeros(0, dtype=np.int64)
-    lengths = np.concatenate(lengths_out) if lengths_out else np.zeros(0, dtype=np.int64)
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    cols = np.concatenate(cols_out).astype(np.int64) if cols_out else np.zeros(0, dtype=np.int64)
-    weights = np.concatenate(weights_out).astype(np.float64) if weights_out else np.zeros(0)
-    return rows.astype(np.int64), indptr, cols, weights
+        csr.add(start, (weights != 0) & ok[:, None], cols, weights)
+    return csr.result()
 
 
 @register_method
-class CLP(Method):
+class CLP(TargetModelMethod):
     name = "clp"
+    model_option = "helper_model"
     config_class = CLPConfig
     summary = (
         "CLP-Transfer: overlapping tokens copied; a new token = sum of overlapping tokens weighted by cosine "
@@ -179,7 +160,7 @@ class CLP(Method):
     def plan(self, ctx: MethodContext) -> MixingPlan:
         cfg = self.config
         device = resolve_device(ctx.device)
-        helper = target_model_embeddings(cfg.helper_model, ctx.target_tokenizer, option="helper_model", method="clp")
+        helper = self.load_target_model(ctx)
         if cfg.faithful:
             t2s = raw_string_overlap(ctx.target_tokenizer, ctx.source_tokenizer, ctx.num_source)
             builder = PlanBuilder(ctx.num_target, ctx.num_source)

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from ..errors import MethodOptionError, NoOverlapError
-from .base import Method, MethodConfig, MethodContext, MixingPlan, register_method
-from .target_model import progress_bar, replace_rows, resolve_device, target_model_embeddings
+from .base import MethodConfig, MethodContext, MixingPlan, register_method
+from .options import check_at_least_one, progress_option
+from .target_model import CSRRows, TargetModelMethod, progress_bar, replace_rows, resolve_device, target_model_option
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +51,7 @@ CITATION = """@article{goddard-fernandes-2025-omp,
 
 @dataclass
 class OMPConfig(MethodConfig):
-    donor_model: Any = field(
-        default=None,
-        metadata={
-            "help": "required: a model that already uses the target tokenizer (model object, local folder, Hub id "
-            "or .gguf file); new tokens are expressed over its embeddings of shared tokens"
-        },
-    )
+    donor_model: Any = target_model_option("new tokens are expressed over its embeddings of shared tokens")
     k: int = field(default=64, metadata={"help": "atoms (shared tokens) per new token"})
     tolerance: float = field(
         default=0.0,
@@ -72,15 +67,14 @@ class OMPConfig(MethodConfig):
     batch_size: int | None = field(
         default=None, metadata={"help": "new tokens solved at once (default: from a memory budget of ~256 MB on CPU, ~2 GB on GPU)"}
     )
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    progress: bool = progress_option("show a progress bar")
 
     def __post_init__(self):
         if self.k < 1:
             raise MethodOptionError(f"OMP option k must be >= 1, not {self.k}.")
         if self.tolerance < 0:
             raise MethodOptionError(f"OMP option tolerance must be >= 0, not {self.tolerance}.")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise MethodOptionError(f"OMP option batch_size must be >= 1, not {self.batch_size}.")
+        check_at_least_one("OMP", self, "batch_size")
 
 
 def batch_omp(
@@ -181,7 +175,7 @@ def omp_rows(
     k = min(cfg.k, len(atom_ids))
     budget = (2 << 30) if str(device).startswith("cuda") else (256 << 20)
     batch = cfg.batch_size or _auto_batch_size(len(atom_ids), k, atoms.shape[1], 4, budget)
-    rows_out, lengths_out, cols_out, weights_out = [], [], [], []
+    csr = CSRRows()
     rel_errors = []
     starts = range(0, len(new_ids), batch)
     for start in progress_bar(starts, total=len(starts), desc=desc, enabled=cfg.progress):
@@ -189,28 +183,20 @@ def omp_rows(
         idx, coef = batch_omp(x, atoms, k, tolerance=cfg.tolerance, normalize_atoms=cfg.normalize_atoms)
         approx = torch.einsum("bk,bkd->bd", coef, atoms[idx])
         rel_errors.append(((x - approx).norm(dim=1) / x.norm(dim=1).clamp_min(1e-30)).cpu())
-        keep = (coef != 0) & torch.isfinite(coef)
-        lengths = keep.sum(dim=1)
-        has = lengths > 0
-        rows_out.append((torch.nonzero(has)[:, 0] + start).cpu().numpy())
-        lengths_out.append(lengths[has].cpu().numpy())
-        cols_out.append(idx[keep].cpu().numpy())
-        weights_out.append(coef[keep].to(torch.float64).cpu().numpy())
-    rows = np.concatenate(rows_out).astype(np.int64)
-    lengths = np.concatenate(lengths_out)
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
+        csr.add(start, (coef != 0) & torch.isfinite(coef), idx, coef)
+    rows, indptr, columns, weights = csr.result()
     err = torch.cat(rel_errors)
     stats = {
         "atoms_per_token": k,
         "mean_relative_residual": round(float(err.mean()), 6) if len(err) else 0.0,
     }
-    return rows, indptr, np.concatenate(cols_out).astype(np.int64), np.concatenate(weights_out), stats
+    return rows, indptr, columns, weights, stats
 
 
 @register_method
-class OMP(Method):
+class OMP(TargetModelMethod):
     name = "omp"
+    model_option = "donor_model"
     config_class = OMPConfig
     summary = (
         "Orthogonal matching pursuit (mergekit tokensurgeon): a new token's donor embedding written as a sparse "
@@ -223,7 +209,7 @@ class OMP(Method):
     def plan(self, ctx: MethodContext) -> MixingPlan:
         cfg = self.config
         device = resolve_device(ctx.device)
-        donor = target_model_embeddings(cfg.donor_model, ctx.target_tokenizer, option="donor_model", method="omp")
+        donor = self.load_target_model(ctx)
         t2s = ctx.alignment.target_to_source.copy()
         t2s[t2s >= ctx.num_source] = -1
         new = np.flatnonzero(t2s < 0)

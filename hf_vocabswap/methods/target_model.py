@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ..errors import MethodOptionError, MismatchError
-from .base import COMBINED, MixingPlan
+from .base import COMBINED, Method, MethodContext, MixingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,31 @@ class TargetModelEmbeddings:
     input: torch.Tensor
     output: torch.Tensor | None
     description: str
+
+
+class TargetModelMethod(Method):
+    """Base of the methods that read such a model (CLP, OMP): their config option named by
+    ``model_option`` gives it."""
+
+    model_option: ClassVar[str]
+
+    def load_target_model(self, ctx: MethodContext) -> TargetModelEmbeddings:
+        """The embeddings of the model given by the ``model_option`` option (see :func:`target_model_embeddings`)."""
+        return target_model_embeddings(
+            getattr(self.config, self.model_option), ctx.target_tokenizer, option=self.model_option, method=self.name
+        )
+
+
+def target_model_option(use: str) -> Any:
+    """The config field that names such a model (CLP's ``helper_model``, OMP's ``donor_model``);
+    ``use`` says what the method does with it."""
+    return field(
+        default=None,
+        metadata={
+            "help": "required: a model that already uses the target tokenizer (model object, local folder, Hub id "
+            f"or .gguf file); {use}"
+        },
+    )
 
 
 def _allowed_padding(num_tokens: int) -> int:
@@ -159,6 +185,46 @@ def replace_rows(plan: MixingPlan, targets, indptr, indices, weights) -> MixingP
     kinds = plan.kinds.copy()
     kinds[targets] = COMBINED
     return MixingPlan(plan.num_source, out_ptr, out_idx, out_w, kinds, plan.output, dict(plan.stats))
+
+
+class CSRRows:
+    """Collects, block by block, the kept entries of new tokens' rows and gives them in CSR form.
+
+    For methods that compute a dense (rows x candidates) block of weights per step and keep some
+    entries of it (CLP, OMP); the result feeds :func:`replace_rows`.
+    """
+
+    def __init__(self):
+        self._rows: list[np.ndarray] = []
+        self._lengths: list[np.ndarray] = []
+        self._columns: list[np.ndarray] = []
+        self._weights: list[np.ndarray] = []
+
+    def add(self, start: int, keep: torch.Tensor, columns: torch.Tensor, weights: torch.Tensor) -> None:
+        """One block of rows ``start, start + 1, ...``.
+
+        Args:
+            keep: (B, K) bool, the entries to keep; a row with none is left out.
+            columns: (B, K) column of each entry; weights: (B, K) its weight.
+        """
+        lengths = keep.sum(dim=1)
+        has = lengths > 0
+        self._rows.append((torch.nonzero(has)[:, 0] + start).cpu().numpy())
+        self._lengths.append(lengths[has].cpu().numpy())
+        self._columns.append(columns[keep].cpu().numpy())  # row-major: grouped by row, rows in order
+        self._weights.append(weights[keep].to(torch.float64).cpu().numpy())
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, indptr, columns, weights)``: the rows that kept entries (int64), and their
+        entries in CSR form (int64 columns, float64 weights)."""
+        empty = np.zeros(0, dtype=np.int64)
+        rows = np.concatenate(self._rows).astype(np.int64) if self._rows else empty
+        lengths = np.concatenate(self._lengths) if self._lengths else empty
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        columns = np.concatenate(self._columns).astype(np.int64) if self._columns else empty
+        weights = np.concatenate(self._weights).astype(np.float64) if self._weights else np.zeros(0)
+        return rows, indptr, columns, weights
 
 
 def progress_bar(iterable, *, total: int, desc: str, enabled: bool):
