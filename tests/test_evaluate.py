@@ -181,16 +181,6 @@ def splade(splade_path):
     return AutoModelForMaskedLM.from_pretrained(splade_path).eval(), AutoTokenizer.from_pretrained(splade_path)
 
 
-def _first_chars(texts, n):
-    out, total = [], 0
-    for t in texts:
-        out.append(t)
-        total += len(t)
-        if total >= n:
-            break
-    return out
-
-
 def test_masked_bpc_is_deterministic(splade):
     model, tok = splade
     texts = ["The capital of France is Paris.", "Tokenizer transplants need an evaluation that survives a vocabulary change."]
@@ -202,7 +192,7 @@ def test_masked_bpc_is_deterministic(splade):
     assert c["bits_per_character"] != a["bits_per_character"]  # another grouping, another number
 
 
-def test_real_masked_lm_permuted_vocabulary_gives_same_bpc(splade, ukrainian_heldout):
+def test_real_masked_lm_permuted_vocabulary_gives_same_bpc(splade):
     model, tok = splade
     n = len(tok)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()  # new id j = old id perm[j]
@@ -221,15 +211,15 @@ def test_real_masked_lm_permuted_vocabulary_gives_same_bpc(splade, ukrainian_hel
         model_b.get_input_embeddings().weight.copy_(model.get_input_embeddings().weight[perm])
         model_b.cls.predictions.bias.copy_(model.cls.predictions.bias[perm])
     model_b.config.pad_token_id = new_of_old[model.config.pad_token_id]
-    texts = _first_chars(ukrainian_heldout, 400) + ["Hello world, this is English."]
+    texts = assets.ukrainian_texts("heldout", max_chars=400) + ["Hello world, this is English."]
     assert [tok_b.convert_ids_to_tokens(x) for x in tok_b(texts)["input_ids"]] == [tok.convert_ids_to_tokens(x) for x in tok(texts)["input_ids"]]
     ra = bits_per_character(model, tok, texts, max_length=64, progress=False)
     rb = bits_per_character(model_b, tok_b, texts, max_length=64, progress=False)
     assert rb["bits_per_character"] == pytest.approx(ra["bits_per_character"], rel=1e-5)
 
 
-def test_splade_on_heldout_ukrainian_is_finite_and_positive(splade_path, ukrainian_heldout, tmp_path):
-    texts = _first_chars(ukrainian_heldout, 2000)
+def test_splade_on_heldout_ukrainian_is_finite_and_positive(splade_path, tmp_path):
+    texts = assets.ukrainian_texts("heldout", max_chars=2000)
     heldout = assets.write_texts(texts, tmp_path / "heldout.txt")
     result = evaluate_model(splade_path, heldout, max_length=128, batch_size=32, progress=False)
     bpc = result["bits_per_character"]

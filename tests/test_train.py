@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
 from transformers.utils import logging as hf_logging
 
+from hf_vocabswap import assets
 from hf_vocabswap.errors import OutputExistsError
 from hf_vocabswap.evaluate import bits_per_character
 from hf_vocabswap.train import HISTORY_FILE, continue_pretraining, embedding_parameters, pack_texts
@@ -23,16 +24,6 @@ from hf_vocabswap.transplant import transplant_tokenizer
 hf_logging.disable_progress_bar()
 
 SEQ = 64
-
-
-def _first_chars(texts, n):
-    out, total = [], 0
-    for t in texts:
-        out.append(t)
-        total += len(t)
-        if total >= n:
-            break
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +37,13 @@ def uk_model(splade_path, ukrainian_train):
 
 
 @pytest.fixture(scope="module")
-def train_texts(ukrainian_train):
-    return _first_chars(ukrainian_train, 60_000)
+def train_texts():
+    return assets.ukrainian_texts("train", max_chars=60_000)
 
 
 @pytest.fixture(scope="module")
-def eval_texts(ukrainian_heldout):
-    return _first_chars(ukrainian_heldout, 3_000)
+def eval_texts():
+    return assets.ukrainian_texts("heldout", max_chars=3_000)
 
 
 def test_pack_texts_blocks_are_wrapped_in_specials(uk_model, train_texts):
