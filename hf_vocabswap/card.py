@@ -493,6 +493,20 @@ def _eval_rows(info: CardInfo) -> list[dict]:
     return rows
 
 
+def _calibration_line(method_stats: dict) -> str:
+    """One sentence on the output calibration recorded in the method statistics ("" if none ran)."""
+    cal = (method_stats or {}).get("calibration")
+    if not isinstance(cal, dict) or not cal.get("calibrated"):
+        return ""
+    where = "the output bias" if cal.get("mode") == "bias" else "one shared direction of the output rows" + (
+        " (tied, so the input rows moved with them)" if cal.get("tied") else "")
+    return (
+        f"Output calibration: the scores of {cal['calibrated']:,} new tokens were shifted through {where} so that "
+        f"the model predicts each as often as the corpus uses it; their share of the predicted probability went from "
+        f"{100 * cal['mass_before']:.1f}% to {100 * cal['mass_after']:.1f}% (corpus share {100 * cal['corpus_share']:.1f}%)."
+    )
+
+
 def _stats_rows(stats: dict[str, TokenizerStats]) -> list[dict]:
     labels = {"source": "source (before)", "target": "target (after)"}
     return [
@@ -586,6 +600,7 @@ def render_model_card(
         target_link=f"https://huggingface.co/{facts.target_tokenizer}" if hub_model_id(facts.target_tokenizer) else None,
         options_json=json.dumps(facts.options, ensure_ascii=False, sort_keys=True),
         method_stats_json=json.dumps(facts.method_stats, ensure_ascii=False, sort_keys=True) if facts.method_stats else "",
+        calibration=_calibration_line(facts.method_stats),
         matched_by=", ".join(f"{k} {v}" for k, v in (facts.alignment.get("matched_by") or {}).items() if v and k != "none"),
         overlap_share=f"{100 * facts.overlap / total:.1f}%",
         count_rows=[

@@ -131,6 +131,7 @@ def cmd_transplant(args, table) -> int:
         pad_to_multiple_of=args.pad_to_multiple_of,
         device=args.device,
         low_memory=args.low_memory,
+        calibrate=args.calibrate,
         **_method_options(args, table),
     )
     result.save_pretrained(out, overwrite=args.overwrite)
@@ -244,6 +245,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--low-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="load only the vocabulary tensors and stream the other weights (default: for sharded safetensors)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="shift the new tokens' output scores so the model predicts each as often as the corpus uses it "
+                   "(causal and masked LMs; needs --corpus; default: on for hybrid, off for the other methods)")
     _add_common_transplant_args(p)
     _add_method_options(p, table)
 
@@ -292,7 +296,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
     p = sub.add_parser("quickstart", help="the embedded default: real model and Ukrainian text, no Hub access")
     p.add_argument("--out", default="vocabswap-quickstart")
-    p.add_argument("--method", default="focus")
+    p.add_argument("--method", default="auto", help="initialization method (default: auto, the calibrated hybrid here)")
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--lapt-steps", type=int, default=0, help="also run a short continued pretraining")
     p.add_argument("--overwrite", action="store_true")

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def run_quickstart(
     out: Path,
-    method: str = "focus",
+    method: str = "auto",
     *,
     overwrite: bool = False,
     lapt_steps: int = 0,

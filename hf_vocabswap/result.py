@@ -10,6 +10,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .errors import OutputExistsError
 from .methods.base import COMBINED, COPIED, KIND_NAMES, MEAN, RANDOM, MixingPlan
@@ -183,19 +185,31 @@ def save_plan(plan: MixingPlan, path: Path) -> None:
             "weights": torch.from_numpy(plan.output.weights),
             "kinds": torch.from_numpy(plan.output.kinds),
         }.items()})
-    save_file(tensors, str(path), metadata={"num_source": str(plan.num_source)})
+    metadata = {"num_source": str(plan.num_source)}
+    cal = getattr(plan, "calibration", None)
+    if cal:
+        metadata["calibration_mode"] = str(cal["mode"])
+        for key in ("ids", "shifts", "directions"):
+            if key in cal:
+                tensors[f"calibration.{key}"] = torch.from_numpy(np.ascontiguousarray(cal[key]))
+    save_file(tensors, str(path), metadata=metadata)
 
 
 def load_plan(path) -> MixingPlan:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as f:
-        num_source = int(f.metadata()["num_source"])
+        meta = f.metadata()
+        num_source = int(meta["num_source"])
         t = {k: f.get_tensor(k) for k in f.keys()}
     output = None
     if "output.kinds" in t:
         output = MixingPlan(num_source, t["output.indptr"], t["output.indices"], t["output.weights"], t["output.kinds"])
-    return MixingPlan(num_source, t["indptr"], t["indices"], t["weights"], t["kinds"], output)
+    plan = MixingPlan(num_source, t["indptr"], t["indices"], t["weights"], t["kinds"], output)
+    if "calibration.ids" in t:
+        plan.calibration = {"mode": meta.get("calibration_mode", "direction"),
+                            **{k.split(".", 1)[1]: v for k, v in t.items() if k.startswith("calibration.")}}
+    return plan
 
 
 def explain_row(plan: MixingPlan, tid: int, tokenizer, source_tokenizer=None, top: int = 5) -> str:
@@ -212,6 +226,11 @@ def explain_row(plan: MixingPlan, tid: int, tokenizer, source_tokenizer=None, to
         return f"{name}: copied from {label(pairs[0][0])}"
     body = " + ".join(f"{w:.2f} x {label(s)}" for s, w in pairs[:top])
     more = f" + {len(pairs) - top} more" if len(pairs) > top else ""
+    cal = getattr(plan, "calibration", None)
+    if cal and len(cal.get("ids", ())):
+        hit = np.flatnonzero(np.asarray(cal["ids"]) == tid)
+        if len(hit):
+            more += f"; output score shifted by {float(np.asarray(cal['shifts'])[:, hit[0]].sum()):+.2f} (calibration)"
     return f"{name}: {body}{more}"
 
 

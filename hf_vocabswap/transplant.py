@@ -7,8 +7,10 @@ import logging
 import os
 import time
 
+import numpy as np
+
 from .corpus import Corpus
-from .errors import CorpusError, NoOverlapError, TokenizerError
+from .errors import CorpusError, MethodOptionError, NoOverlapError, TokenizerError
 from .loading import check_pair, load_tokenizer, resolve_source, tokenizer_fingerprint
 from .methods import MethodContext, get_method
 from .result import TransplantReport, TransplantResult
@@ -23,18 +25,19 @@ DEFAULT_METHOD = "auto"
 def resolve_auto_method(model, corpus, task: str | None = None) -> tuple[str, str]:
     """The method ``"auto"`` stands for, and why, from the committed quality benchmarks.
 
-    benchmarks/results: on the masked splade-tiny -> Ukrainian benchmark the hybrid led zero-shot
-    and after continued pretraining (FOCUS second, within 0.05 bits per character); on causal
-    Gemma-3-270m -> 32k Ukrainian (H200), FVT led after 400 LAPT steps (best 1.916 bits/char vs
-    hybrid 1.955, FOCUS 2.116) although the hybrid led zero-shot. So: masked LMs with a corpus get
-    the hybrid; everything else gets FVT, which also needs no corpus.
+    benchmarks/results: on causal Gemma-3-270m -> 32k Ukrainian (H200) the hybrid (top-10
+    neighbours at weight 0.1, output calibration) led zero-shot (2.545 bits/char; FVT 2.865,
+    FOCUS 2.751) and after 400 LAPT steps (1.909; FVT 1.917, FOCUS 2.113); on the masked
+    splade-tiny -> 8k Ukrainian CPU benchmark it led too (quality_cpu.md). So: causal and masked
+    LMs with a corpus get the hybrid; seq2seq models (which calibration does not support, and
+    no benchmark covers) and transplants without a corpus get FVT, which needs none.
     """
     kind = task or _kind_of(model)
-    if kind == "masked" and corpus is not None:
-        return "hybrid", "masked LM with a corpus: the hybrid led zero-shot and after LAPT in benchmarks/results/quality_cpu.md"
     if corpus is None:
         return "fvt", "no corpus given: FVT needs none"
-    return "fvt", f"{kind} model: FVT led after continued pretraining in benchmarks/results/quality_gpu.md"
+    if kind in ("causal", "masked"):
+        return "hybrid", f"{kind} LM with a corpus: the calibrated hybrid led zero-shot and after LAPT in benchmarks/results"
+    return "fvt", f"{kind} model: no benchmark covers it and calibration does not support it; FVT"
 
 
 def _kind_of(model) -> str:
@@ -72,6 +75,7 @@ def transplant_tokenizer(
     device: str = "cpu",
     inplace: bool = False,
     low_memory: bool | None = None,
+    calibrate: bool | None = None,
     **method_options,
 ) -> TransplantResult:
     """Swap a model's vocabulary for ``target_tokenizer`` and initialize the new embeddings.
@@ -97,6 +101,10 @@ def transplant_tokenizer(
         low_memory: read only the vocabulary tensors of a safetensors checkpoint and stream
             the rest when saving (:mod:`hf_vocabswap.streaming`). None (default): for folders
             and Hub ids of sharded safetensors; True: for any safetensors folder or Hub id.
+        calibrate: after the surgery, shift the new tokens' output scores so that the model
+            predicts each about as often as the corpus uses it (:mod:`hf_vocabswap.calibration`;
+            causal and masked LMs; needs ``corpus``). None (default): the method's default
+            (on for ``hybrid``, where the corpus allows it).
         **method_options: options of the chosen method (its config dataclass fields).
 
     Returns:
@@ -133,10 +141,19 @@ def transplant_tokenizer(
             "a list of strings or a datasets dataset)."
         )
 
+    if calibrate and corpus is None:
+        raise CorpusError("calibrate=True needs target-language text: pass corpus=... (or calibrate=False).")
     if low_memory or low_memory is None and isinstance(model, (str, os.PathLike)):
         from .streaming import transplant_streaming, wants_streaming
 
         if low_memory or wants_streaming(model):
+            if calibrate:
+                raise MethodOptionError(
+                    "calibrate=True runs the model on the corpus, which needs it in memory: pass low_memory=False "
+                    "(or calibrate=False to stream)."
+                )
+            if calibrate is None and method_cls.calibrates_by_default:
+                logger.warning("%s: output calibration is skipped when streaming (low_memory); it needs the model in memory", method)
             return transplant_streaming(model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=corpus, seed=seed,
                                         task=task, pad_to_multiple_of=pad_to_multiple_of, device=device, **method_options)
 
@@ -190,6 +207,9 @@ def transplant_tokenizer(
         pad_to_multiple_of=pad_to_multiple_of,
     )
     tokenizer = _finish_tokenizer(target_tokenizer, source_tokenizer)
+    calibration = _calibrate(model, tokenizer, corpus, plan, alignment, method_cls, calibrate, seed, device)
+    if calibration is not None:
+        plan.stats["calibration"] = calibration
     model.name_or_path = ""
     report = TransplantReport.build(
         method=method,
@@ -210,6 +230,32 @@ def transplant_tokenizer(
     )
     logger.info("%s", report.headline())
     return TransplantResult(model=model, tokenizer=tokenizer, report=report, plan=plan, alignment=alignment, source_tokenizer=source_tokenizer)
+
+
+def new_token_ids(plan, alignment) -> list[int]:
+    """Target ids that were not copied from the source (and are not special tokens)."""
+    from .methods.base import COPIED
+
+    special = set(alignment.target.special_ids)
+    return [int(i) for i in np.flatnonzero(plan.kinds != COPIED) if int(i) not in special]
+
+
+def _calibrate(model, tokenizer, corpus, plan, alignment, method_cls, calibrate, seed, device) -> dict | None:
+    """Run output calibration when asked (or by the method's default); its stats, or None."""
+    if calibrate is False or (calibrate is None and not method_cls.calibrates_by_default):
+        return None
+    kind = model_kind(model)
+    if calibrate is None and (corpus is None or kind not in ("causal", "masked")):
+        reason = "no corpus" if corpus is None else f"{kind} models are not supported"
+        logger.info("calibration skipped: %s", reason)
+        return {"skipped": reason}
+    from .calibration import calibrate_new_tokens
+
+    ids = new_token_ids(plan, alignment)
+    record: dict = {}
+    stats = calibrate_new_tokens(model, tokenizer, corpus, ids, seed=seed, device=None if device == "cpu" else device, record=record)
+    plan.calibration = record or None
+    return stats
 
 
 def _has_prebuilt_resource(config) -> bool:

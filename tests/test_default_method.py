@@ -1,5 +1,5 @@
-"""method="auto" (the default) follows the committed benchmarks: the hybrid for masked LMs given
-a corpus, FVT otherwise."""
+"""method="auto" (the default) follows the committed benchmarks: the calibrated hybrid for causal
+and masked LMs given a corpus, FVT otherwise."""
 
 from __future__ import annotations
 
@@ -23,9 +23,14 @@ def test_auto_resolution_by_model_kind():
     texts = ["Привіт, світе! Як справи сьогодні?"] * 20
     assert resolve_auto_method(bert, texts)[0] == "hybrid"
     assert resolve_auto_method(bert, None)[0] == "fvt"
-    assert resolve_auto_method(gpt, texts)[0] == "fvt"
-    assert resolve_auto_method("model.gguf", texts)[0] == "fvt"
-    result = transplant_tokenizer(gpt, gpt_tgt, source_tokenizer=gpt_src, corpus=texts)
-    assert result.report.method == "fvt" and "causal" in result.report.method_stats["auto"]
+    assert resolve_auto_method(gpt, texts)[0] == "hybrid"
+    assert resolve_auto_method(gpt, None)[0] == "fvt"
+    assert resolve_auto_method("model.gguf", texts)[0] == "hybrid"
+    t5_src, _ = tokenizer_pair("t5_unigram")
+    t5 = FAMILY_BY_NAME["t5"].build(len(t5_src), t5_src)
+    assert resolve_auto_method(t5, texts)[0] == "fvt"
+    result = transplant_tokenizer(gpt, gpt_tgt, source_tokenizer=gpt_src, corpus=texts, threads=1, progress=False)
+    assert result.report.method == "hybrid" and "causal" in result.report.method_stats["auto"]
+    assert result.report.method_stats["calibration"]["calibrated"] > 0
     result = transplant_tokenizer(bert, bert_tgt, source_tokenizer=bert_src)
     assert result.report.method == "fvt" and "no corpus" in result.report.method_stats["auto"]

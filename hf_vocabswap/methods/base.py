@@ -46,6 +46,10 @@ class MixingPlan:
         output: an optional separate plan for the output embeddings and bias (methods
             whose input and output rules differ, e.g. OMP or EEVE's first-subword rule).
         stats: method-specific numbers for the report (e.g. anchors used).
+        calibration: set after output calibration (:mod:`hf_vocabswap.calibration`): arrays
+            ``ids`` (k,), ``shifts`` (rounds, k) and, in "direction" mode, ``directions``
+            (rounds, d); the output rows (or bias) of ``ids`` were moved by
+            ``sum_r shifts[r] x directions[r]`` (or ``sum_r shifts[r]``) after the plan.
     """
 
     num_source: int
@@ -55,6 +59,7 @@ class MixingPlan:
     kinds: np.ndarray
     output: "MixingPlan | None" = None
     stats: dict = field(default_factory=dict)
+    calibration: dict | None = None
 
     @property
     def num_target(self) -> int:
@@ -304,6 +309,8 @@ class Method:
         needs_corpus: whether ``transplant_tokenizer`` must receive a corpus.
         summary: one line for ``hf-vocabswap methods`` and the model card.
         citation: BibTeX of the method's paper, for the model card.
+        calibrates_by_default: whether ``transplant_tokenizer(calibrate=None)`` calibrates the
+            new tokens' output scores on the corpus (:mod:`hf_vocabswap.calibration`).
     """
 
     name: ClassVar[str]
@@ -311,6 +318,7 @@ class Method:
     needs_corpus: ClassVar[bool] = False
     summary: ClassVar[str] = ""
     citation: ClassVar[str] = ""
+    calibrates_by_default: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.config_class()

@@ -1,0 +1,332 @@
+"""Output calibration of new tokens: make the adapted model predict each new token about as
+often as the target-language corpus uses it.
+
+Why. A new token's output row made from its source subwords (FVT) or from similar tokens
+(FOCUS) scores it in the right contexts, but not with the right overall frequency. Measured
+on Gemma-3-270m adapted to a 32k Ukrainian tokenizer with FVT: the 25k new tokens received
+76% of the predicted probability mass while only 37% of the corpus tokens are new, and
+almost all of FOCUS's zero-shot lead over FVT came from its smaller, more uniform output rows
+(benchmarks/README.md). Fixing the frequencies directly helps every method.
+
+How. On a sample of the corpus, the hidden states ``H`` that feed the output layer are
+collected once. The mean predicted distribution ``p̄`` is compared with the corpus frequency
+``f`` (add-0.5 smoothed counts of the target tokenizer on the whole corpus), and each new
+token's logit is shifted by ``log f - log p̄``; this is iterated (iterative proportional
+fitting) on the cached ``H``, which needs no further forward passes. The shift goes into
+
+- the output bias, when the model has one (BERT-style heads): exact, input rows untouched;
+- otherwise a per-token multiple of one direction ``v`` with ``h · v ≈ 1`` for every hidden
+  state (least squares with a small ridge; transformer hidden states have a dominant common
+  direction, so ``v`` is short and ``h · v`` nearly constant: on Gemma-3-270m
+  ``|v| = 0.07`` and ``h · v = 1 ± 0.02``). With tied embeddings the input rows move by the
+  same small amount, so the hidden states are collected again and the fit repeated
+  (``rounds``).
+
+Copied tokens are never changed. Causal and masked LMs are supported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import torch
+
+from .errors import CorpusError, MethodOptionError, ModelError, MissingSpecialTokenError
+
+logger = logging.getLogger(__name__)
+
+
+def _corpus_frequencies(tokenizer, texts: list[str], vocab_size: int, exclude: list[int], batch: int = 512) -> torch.Tensor:
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    for i in range(0, len(texts), batch):
+        enc = tokenizer(texts[i : i + batch], add_special_tokens=False)["input_ids"]
+        flat = np.fromiter((t for ids in enc for t in ids), dtype=np.int64)
+        if len(flat):
+            counts += np.bincount(flat[flat < vocab_size], minlength=vocab_size)[:vocab_size]
+    counts[[i for i in exclude if i < vocab_size]] = 0.0
+    if counts.sum() == 0:
+        raise CorpusError("Calibration found no tokens in the corpus: pass non-empty target-language text.")
+    smoothed = counts + 0.5
+    smoothed[[i for i in exclude if i < vocab_size]] = 0.0
+    return torch.from_numpy(smoothed / smoothed.sum())
+
+
+def _sample(texts: list[str], max_chars: int) -> list[str]:
+    out, total = [], 0
+    for t in texts:
+        if not t:
+            continue
+        out.append(t)
+        total += len(t)
+        if total >= max_chars:
+            break
+    return out
+
+
+def _windows(model_kind: str, tokenizer, texts, max_length: int, mlm_probability: float, seed: int):
+    """(input ids, positions to read) per window: causal next-token positions, or masked
+    positions (with the input ids already masked)."""
+    from .evaluate import causal_prefix, special_template
+
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    rows = []
+    if model_kind == "causal":
+        prefix = causal_prefix(tokenizer)
+        room = max(1, max_length - len(prefix))
+        for ids in encoded:
+            for start in range(0, len(ids), room):
+                window = prefix + ids[start : start + room]
+                first = max(len(prefix), 1)
+                if len(window) > first:
+                    rows.append((window, list(range(first - 1, len(window) - 1))))
+        return rows
+    mask_id = getattr(tokenizer, "mask_token_id", None)
+    if not isinstance(mask_id, int):
+        raise MissingSpecialTokenError("mask", "calibrating a masked LM reads its predictions at masked positions")
+    before, after = special_template(tokenizer)
+    room = max(1, max_length - len(before) - len(after))
+    rng = np.random.default_rng(seed)
+    for ids in encoded:
+        for start in range(0, len(ids), room):
+            body = ids[start : start + room]
+            if not body:
+                continue
+            picked = np.flatnonzero(rng.random(len(body)) < mlm_probability)
+            if len(picked) == 0:
+                picked = np.array([int(rng.integers(len(body)))])
+            window = list(before) + list(body) + list(after)
+            positions = [len(before) + int(p) for p in picked]
+            for p in positions:
+                window[p] = mask_id
+            rows.append((window, positions))
+    return rows
+
+
+def _hidden_states(model, head, rows, pad_id: int, batch_size: int, device, progress: bool) -> torch.Tensor:
+    """The inputs of the output layer at the rows' positions, (N, d) float32."""
+    from .evaluate import _batches, _progress, _stack
+
+    captured: list[torch.Tensor] = []
+    selector_box: dict = {}
+
+    def pre_hook(module, args):
+        x = args[0]
+        sel = selector_box["sel"].to(x.device)
+        picked = x[sel]
+        captured.append(picked.detach().float())
+        return (picked[:1].unsqueeze(0),) + tuple(args[1:])  # skip the vocabulary projection
+
+    handle = head.register_forward_pre_hook(pre_hook)
+    try:
+        with torch.no_grad():
+            for batch in _progress(list(_batches(rows, batch_size)), desc="Calibration: hidden states", enabled=progress):
+                ids, mask = _stack([r[0] for r in batch], pad_id, device)
+                sel = torch.zeros(ids.shape, dtype=torch.bool)
+                for i, (_, positions) in enumerate(batch):
+                    sel[i, positions] = True
+                selector_box["sel"] = sel
+                model(input_ids=ids, attention_mask=mask)
+    finally:
+        handle.remove()
+    return torch.cat(captured)
+
+
+def _fit_shifts(H, W, bias, ids, freq, gain, iterations: int, max_shift: float, cache_bytes: int):
+    """Per-token logit shifts ``s`` of ``ids`` such that the mean predicted probability of each
+    matches ``freq``, where a shift changes the logit at position n by ``s * gain[n]`` (exactly
+    what adding ``s * v`` to an output row, or ``s`` to a bias, does).
+
+    The logits of ``ids`` and the log-normalizer of all other tokens are computed once (for at
+    most ``cache_bytes`` of cached logits: more positions are thinned evenly), so each
+    iteration costs one pass over (positions x ids). Returns (shifts, mass before, mass after).
+    """
+    n, k = H.shape[0], len(ids)
+    if n * k * 4 > cache_bytes:
+        keep = torch.linspace(0, n - 1, max(1, cache_bytes // (4 * k)), device=H.device).round().long().unique()
+        H, gain = H[keep], gain[keep]
+        n = H.shape[0]
+    others = torch.ones(W.shape[0], dtype=torch.bool, device=W.device)
+    others[ids] = False
+    lse_other = torch.empty(n, device=H.device)
+    cached = torch.empty(n, k, device=H.device)
+    chunk = max(1, (1 << 26) // max(1, W.shape[0]))
+    for i in range(0, n, chunk):
+        logits = H[i : i + chunk] @ W.T
+        if bias is not None:
+            logits = logits + bias
+        cached[i : i + chunk] = logits[:, ids]
+        lse_other[i : i + chunk] = torch.logsumexp(logits[:, others], dim=1)
+    target = torch.log(freq[ids]).float()
+    shift = torch.zeros(k, device=H.device)
+
+    def mean_prediction(s):
+        total = torch.zeros(k, dtype=torch.float64, device=H.device)
+        step = max(1, (1 << 24) // max(1, k))
+        for i in range(0, n, step):
+            z = cached[i : i + step] + gain[i : i + step, None] * s[None, :]
+            log_norm = torch.logaddexp(lse_other[i : i + step], torch.logsumexp(z, dim=1))
+            total += torch.exp(z - log_norm[:, None]).sum(0).double()
+        return total / n
+
+    p = mean_prediction(shift)
+    before = float(p.sum())
+    for _ in range(iterations):
+        step = target - torch.log(p.float().clamp_min(1e-30))
+        shift = (shift + step).clamp(-max_shift, max_shift)
+        p = mean_prediction(shift)
+    return shift.double(), before, float(p.sum())
+
+
+def calibrate_new_tokens(
+    model,
+    tokenizer,
+    corpus,
+    token_ids,
+    *,
+    max_chars: int = 50_000,
+    max_length: int = 512,
+    batch_size: int = 8,
+    iterations: int = 10,
+    rounds: int | None = None,
+    ridge: float = 1e-3,
+    max_shift: float = 10.0,
+    mlm_probability: float = 0.15,
+    seed: int = 0,
+    device: str | None = None,
+    cache_bytes: int = 1 << 31,
+    progress: bool = True,
+    record: dict | None = None,
+) -> dict:
+    """Shift the output scores of ``token_ids`` so that the model predicts each about as often
+    as ``corpus`` uses it (in place). Returns what was done (masses before/after, shifts).
+
+    Args:
+        model: a causal or masked LM whose vocabulary is ``tokenizer``'s.
+        tokenizer: the (target) tokenizer.
+        corpus: target-language text (anything :class:`~hf_vocabswap.Corpus` accepts). Token
+            frequencies are counted on all of it; hidden states are read on its first
+            ``max_chars`` characters.
+        token_ids: the tokens to calibrate (the new ones; copied tokens are left alone).
+        iterations: proportional-fitting steps per round (on cached hidden states).
+        rounds: hidden-state collections; default 2 when the shift moves tied input rows, else 1.
+        ridge: ridge strength of the bias direction, relative to the mean of diag(HᵀH).
+        max_shift: largest shift of one token's logit (nats), for tokens the corpus lacks.
+        cache_bytes: memory for the cached logits of the fit (positions are thinned beyond it).
+        record: a dict that receives the arrays that reproduce the change (``ids``, ``shifts``
+            per round and, in "direction" mode, ``directions``; see ``MixingPlan.calibration``).
+    """
+    from .corpus import Corpus
+    from .evaluate import _pad_id, max_sequence_length
+    from .surgery import model_kind as kind_of
+
+    started = time.perf_counter()
+    kind = kind_of(model)
+    if kind not in ("causal", "masked"):
+        raise ModelError(
+            f"Output calibration supports causal and masked LMs; this model is {kind!r}. "
+            "Pass calibrate=False (or use the model without calibration)."
+        )
+    if iterations < 1 or (rounds is not None and rounds < 1) or max_chars < 1:
+        raise MethodOptionError("calibration needs iterations >= 1, rounds >= 1 and max_chars >= 1")
+    texts = [t for t in Corpus.coerce(corpus) if t and t.strip()] if corpus is not None else []
+    if not texts:
+        raise CorpusError("Output calibration needs target-language text: pass a non-empty corpus.")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    if not isinstance(head, torch.nn.Module) or not isinstance(weight, torch.Tensor):
+        raise ModelError(f"{type(model).__name__} has no output embedding layer to calibrate.")
+    ids = torch.as_tensor(np.asarray(sorted(set(int(i) for i in token_ids)), dtype=np.int64))
+    vocab = weight.shape[0]
+    if len(ids) == 0:
+        return {"calibrated": 0, "reason": "no tokens to calibrate"}
+    if int(ids.max()) >= vocab:
+        raise ModelError(f"token id {int(ids.max())} is outside the output layer ({vocab} rows)")
+    bias = getattr(head, "bias", None)
+    bias = bias if isinstance(bias, torch.Tensor) else None
+    tied = model.get_input_embeddings().weight.data_ptr() == weight.data_ptr()
+    mode = "bias" if bias is not None else "direction"
+    if rounds is None:
+        rounds = 2 if (mode == "direction" and tied) else 1
+    dev = torch.device(device) if device else weight.device
+    special = [i for i in getattr(tokenizer, "all_special_ids", []) if isinstance(i, int)]
+    freq = _corpus_frequencies(tokenizer, texts, vocab, special).to(dev)
+    max_positions = max_sequence_length(model, tokenizer)
+    if max_positions is not None and max_length > max_positions:
+        max_length = max_positions  # as bits_per_character: longer windows overrun the position table
+    rows = _windows(kind, tokenizer, _sample(texts, max_chars), max_length, mlm_probability, seed)
+    if not rows:
+        raise CorpusError("The calibration sample holds no token to predict; pass more text.")
+    was_training = model.training
+    model.eval()
+    ids_dev = ids.to(dev)
+    total_shift = torch.zeros(len(ids), dtype=torch.float64, device=dev)
+    history, shifts_per_round, directions = [], [], []
+    try:
+        for r in range(rounds):
+            H = _hidden_states(model, head, rows, _pad_id(tokenizer, model), batch_size, weight.device, progress).to(dev)
+            W = weight.detach().to(dev, torch.float32)
+            b_vec = None if bias is None else bias.detach().to(dev, torch.float32)
+            if mode == "direction":
+                Hd = H.double()
+                G = Hd.T @ Hd
+                lam = ridge * float(G.diagonal().mean())
+                v = torch.linalg.solve(G + lam * torch.eye(G.shape[0], dtype=G.dtype, device=dev), Hd.T @ torch.ones(len(Hd), dtype=Hd.dtype, device=dev))
+                gain = (Hd @ v).float()
+                del Hd, G
+            else:
+                gain = torch.ones(H.shape[0], device=dev)
+            shift, before, after = _fit_shifts(H, W, b_vec, ids_dev, freq, gain, iterations, max_shift, cache_bytes)
+            if r == 0:
+                mass_before = before
+            history.append({"round": r, "positions": int(H.shape[0]), "mass_after": round(after, 4)})
+            if mode == "direction":
+                history[-1].update(direction_norm=round(float(v.norm()), 4), hv_std=round(float(gain.std()), 4))
+            with torch.no_grad():
+                if mode == "bias":
+                    bias[ids.to(bias.device)] += shift.to(bias.device, bias.dtype)
+                else:
+                    weight[ids.to(weight.device)] += (shift.float()[:, None] * v.float()[None, :]).to(weight.device, weight.dtype)
+            total_shift += shift
+            shifts_per_round.append(shift.cpu().numpy())
+            if mode == "direction":
+                directions.append(v.float().cpu().numpy())
+            del H
+    finally:
+        model.train(was_training)
+    stats = {
+        "calibrated": int(len(ids)),
+        "mode": mode,
+        "tied": bool(tied),
+        "rounds": rounds,
+        "iterations": iterations,
+        "corpus_share": round(float(freq[ids_dev].sum()), 4),
+        "mass_before": round(mass_before, 4),
+        "mass_after": history[-1]["mass_after"],
+        "mean_abs_shift": round(float(total_shift.abs().mean()), 4),
+        "history": history,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if not math.isfinite(stats["mean_abs_shift"]):
+        raise RuntimeError("calibration diverged (non-finite shifts)")
+    miss = abs(stats["mass_after"] - stats["corpus_share"])
+    if miss > 0.05:
+        why = (
+            " The model's hidden states have no common direction (h · v varies by "
+            f"{history[-1].get('hv_std', 0):.2f}), so one shared direction cannot shift scores evenly; an output "
+            "bias or an untied output layer would."
+            if mode == "direction" and history[-1].get("hv_std", 0) > 0.1 else ""
+        )
+        stats["warning"] = (
+            f"calibration reached a new-token share of {stats['mass_after']:.3f} for a corpus share of "
+            f"{stats['corpus_share']:.3f}.{why}"
+        )
+        logger.warning("%s", stats["warning"])
+    if record is not None:
+        record.update(mode=mode, ids=ids.numpy(), shifts=np.stack(shifts_per_round))
+        if directions:
+            record["directions"] = np.stack(directions)
+    logger.info("calibration: %s", {k: v for k, v in stats.items() if k != "history"})
+    return stats
