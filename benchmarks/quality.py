@@ -49,6 +49,7 @@ import json
 import logging
 import math
 import os
+import re
 import platform
 import shutil
 import sys
@@ -153,6 +154,43 @@ def make_config(name: str, **overrides) -> BenchConfig:
 # ---------------------------------------------------------------------------------------------
 
 
+def variant_options(name: str) -> dict:
+    """Method options given in an entry name after ``@``: ``hybrid@global_weight=0.2``."""
+    if "@" not in name:
+        return {}
+    out = {}
+    for item in name.split("@", 1)[1].split("@"):
+        key, _, value = item.partition("=")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        out[key] = value
+    return out
+
+
+def split_variant(name: str) -> tuple[str, bool | None]:
+    """A benchmark entry name -> (registered method, calibrate): ``fvt+cal`` runs FVT with output
+    calibration, ``hybrid-nocal`` the hybrid without; a plain name uses the method's default.
+    Options after ``@`` (``hybrid@global_weight=0.2``) are read by :func:`variant_options`."""
+    name = name.split("@", 1)[0]
+    if name.endswith("+cal"):
+        return name[: -len("+cal")], True
+    if name.endswith("-nocal"):
+        return name[: -len("-nocal")], False
+    return name, None
+
+
+def calibrates(name: str) -> bool:
+    """Whether entry ``name`` calibrates the new tokens' outputs (its flag, else the method's default)."""
+    from hf_vocabswap.methods import get_method
+
+    method, flag = split_variant(name)
+    return bool(get_method(method).calibrates_by_default) if flag is None else flag
+
+
 def ordered_methods(names, priority=PRIORITY) -> list[str]:
     """``names`` in benchmark order: the priority methods first (in that order), then the rest sorted."""
     names = list(dict.fromkeys(names))
@@ -197,7 +235,7 @@ class Resources:
         return self.workdir / "fasttext"
 
     def token_fasttext(self):
-        """Token-level fastText with FOCUS's default-mode parameters (minCount 1), one thread."""
+        """Token-level fastText (minCount 1, one thread): the stand-in helper/donor vectors of CLP and OMP."""
         if self._token_ft is None:
             from hf_vocabswap.auxiliary.fasttext import FastTextParams, token_fasttext
             from hf_vocabswap.corpus import Corpus
@@ -269,7 +307,7 @@ STANDIN_WORD_VECTORS = (
 
 
 def _focus_setup(res: Resources) -> MethodSetup:
-    return MethodSetup(corpus=True, note="fastText trained on the training split (default mode, minCount 1)")
+    return MethodSetup(corpus=True, note="fastText trained on the training split (FOCUS defaults: minCount 10, character n-gram vectors for rarer tokens)")
 
 
 def _clp_setup(res: Resources) -> MethodSetup:
@@ -337,6 +375,7 @@ def method_setup(name: str, res: Resources) -> MethodSetup:
     """The :class:`MethodSetup` of ``name`` (raises :class:`Unavailable`)."""
     from hf_vocabswap.methods import get_method
 
+    entry, name = name, split_variant(name)[0]
     cls = get_method(name)
     provider = METHOD_RESOURCES.get(name)
     if provider is not None:
@@ -352,6 +391,7 @@ def method_setup(name: str, res: Resources) -> MethodSetup:
     if dropped:
         logger.warning("%s has no option(s) %s: not passed", name, ", ".join(dropped))
     options.update({k: v for k, v in setup.options.items() if k in fields})
+    options.update(variant_options(entry))
     setup.options = options
     return setup
 
@@ -482,9 +522,10 @@ def plan_method(name: str, model, source_tokenizer, target_tokenizer, train_text
         return PlannedMethod(name, "skipped", reason=f"resources could not be built: {type(e).__name__}: {e}")
     target = source_tokenizer if setup.target == "source" else target_tokenizer
     try:
+        method, calibrate = split_variant(name)
         result = transplant_tokenizer(
-            model, target, name, source_tokenizer=source_tokenizer,
-            corpus=train_texts if setup.corpus else None, seed=cfg.seed, **setup.options,
+            model, target, method, source_tokenizer=source_tokenizer,
+            corpus=train_texts if setup.corpus or calibrate else None, seed=cfg.seed, calibrate=calibrate, **setup.options,
         )
     except Exception as e:  # noqa: BLE001 - recorded and reported, the benchmark goes on
         from hf_vocabswap.errors import CorpusError, MethodOptionError, ResourceError
@@ -524,8 +565,8 @@ def plan_only(name: str, model, source_tokenizer, target_tokenizer, train_texts,
     except Exception as e:  # noqa: BLE001
         return PlannedMethod(name, "skipped", reason=f"resources could not be built: {type(e).__name__}: {e}")
     try:
-        cls = get_method(name)
-        config = cls.config_class.from_options(name, setup.options)
+        cls = get_method(split_variant(name)[0])
+        config = cls.config_class.from_options(split_variant(name)[0], setup.options)
         corpus = Corpus.coerce(train_texts) if setup.corpus else None
         impl = cls(config)
         target = source_tokenizer if setup.target == "source" else target_tokenizer
@@ -949,7 +990,7 @@ def select_methods(only: str | None) -> list[str]:
     names = available_methods()
     if only:
         wanted = [m.strip() for m in only.split(",") if m.strip()]
-        unknown = [m for m in wanted if m not in names]
+        unknown = [m for m in wanted if split_variant(m)[0] not in names]
         if unknown:
             raise SystemExit(f"unknown method(s) {', '.join(unknown)}; registered: {', '.join(names)}")
         names = wanted
@@ -1194,6 +1235,21 @@ def apply_bundle_rows(model, path_rows: Path) -> None:
             fb[ids] = t["bias.final_logits_bias"].to(device=fb.device, dtype=fb.dtype)
 
 
+def calibrate_bundle_model(model, tokenizer, plan, train, seed: int) -> dict:
+    """Output calibration of a model built from a bundle plan, as ``transplant_tokenizer`` does it
+    (the same new-token ids: neither copied nor special)."""
+    import numpy as np
+
+    from hf_vocabswap.calibration import calibrate_new_tokens
+    from hf_vocabswap.methods.base import COPIED
+
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    ids = [int(i) for i in np.flatnonzero(plan.kinds != COPIED) if int(i) not in special]
+    stats = calibrate_new_tokens(model, tokenizer, train, ids, seed=seed, progress=False)
+    logger.info("calibrated %d tokens: %s", len(ids), {k: v for k, v in stats.items() if k != "history"})
+    return stats
+
+
 def plan_folder(name: str) -> str:
     """Bundle folder of a method's plan: ``plans`` for the priority methods, ``plans_more`` for
     the rest, so that the two can travel to the GPU machine in separate calls."""
@@ -1245,7 +1301,7 @@ def prepare_bundle(cfg: BenchConfig, *, methods: str | None, bundle: Path, workd
     }
     for name in select_methods(methods):
         planned = plan_only(name, model, source_tok, target_tok, train, res, cfg)
-        entry = {"name": name, **planned.summary()}
+        entry = {"name": name, **planned.summary(), "calibrate": calibrates(name)}
         if planned.status == "planned":
             fp = tokenizer_fingerprint(planned.tokenizer)
             if fp not in tokenizer_dirs:
@@ -1253,8 +1309,9 @@ def prepare_bundle(cfg: BenchConfig, *, methods: str | None, bundle: Path, workd
                 planned.tokenizer.save_pretrained(bundle / tokenizer_dirs[fp])
             folder = bundle / plan_folder(name)
             folder.mkdir(exist_ok=True)
-            plan_file = f"{plan_folder(name)}/plan_{name}.safetensors"
-            rows_file = f"{plan_folder(name)}/rows_{name}.safetensors"
+            stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", name)  # file-safe: hybrid@global_weight=0.2
+            plan_file = f"{plan_folder(name)}/plan_{stem}.safetensors"
+            rows_file = f"{plan_folder(name)}/rows_{stem}.safetensors"
             stored = save_bundle_plan(planned.plan, model, bundle / plan_file, bundle / rows_file, cfg.seed)
             entry.update(
                 plan_file=plan_file, rows_file=rows_file if stored["form"] == "rows" else None, stored=stored,
@@ -1335,6 +1392,8 @@ def run_bundle(bundle: Path, *, out_dir: Path, workdir: Path, gguf: str | None =
             built = apply_planned(model, planned, seed=cfg.seed)
             if m.get("rows_file"):
                 apply_bundle_rows(built, bundle / m["rows_file"])
+            if m.get("calibrate"):
+                calibrate_bundle_model(built, tokenizers[tdir], planned.plan, train, cfg.seed)
             return built, tokenizers[tdir]
 
         return make

@@ -33,6 +33,22 @@ def tiny(quality, **kw):
     return quality.make_config("cpu", **settings)
 
 
+def test_entry_variants(quality):
+    assert quality.split_variant("fvt+cal") == ("fvt", True)
+    assert quality.split_variant("hybrid-nocal@global_weight=0.5") == ("hybrid", False)
+    assert quality.split_variant("focus") == ("focus", None)
+    assert quality.variant_options("hybrid@global_weight=0.2@neighbors=5@global_mixing=sparsemax") == {
+        "global_weight": 0.2, "neighbors": 5, "global_mixing": "sparsemax"}
+    assert quality.calibrates("hybrid") and quality.calibrates("fvt+cal")
+    assert not quality.calibrates("fvt") and not quality.calibrates("hybrid-nocal")
+    assert quality.select_methods("fvt+cal,hybrid@global_weight=0.2") == ["fvt+cal", "hybrid@global_weight=0.2"]
+    with pytest.raises(SystemExit, match="unknown"):
+        quality.select_methods("nosuch+cal")
+    res = quality.Resources([], None, Path("/tmp"), tiny(quality))
+    setup = quality.method_setup("hybrid-nocal@global_weight=0.2", res)
+    assert setup.options["global_weight"] == 0.2 and setup.corpus
+
+
 def test_priority_order(quality):
     names = ["wechsel", "random", "clp", "focus", "overlap", "fvt", "mean"]
     assert quality.ordered_methods(names) == ["fvt", "focus", "overlap", "random", "clp", "mean", "wechsel"]
