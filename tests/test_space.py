@@ -305,6 +305,18 @@ def test_adapt_trains_a_tokenizer_and_transplants(app, source, tmp_path, monkeyp
     assert app.load_models("", folder)[1] == src
 
 
+def test_adapt_offers_auto_first_and_runs_it(app, source, tmp_path, monkeypatch):
+    # The dropdown's default must be a method that runs with what the form asks for (auto), not
+    # the alphabetically first registered one (clp, which needs a helper model).
+    assert app.method_choices()[0] == "auto" and "clp" in app.method_choices()
+    monkeypatch.setenv("VOCABSWAP_WORKDIR", str(tmp_path / "work"))
+    corpus = assets.write_texts(assets.ukrainian_texts("train", max_chars=40000), tmp_path / "uk.txt")
+    report, folder, _ = app.adapt(source, app.TRAIN_FROM_TEXT, "", str(corpus), 1200, "auto")
+    assert "⚠️" not in report, report
+    record = json.loads((Path(folder) / RECORD_FILE).read_text(encoding="utf-8"))
+    assert record["method"] == "hybrid" and record["method_stats"]["calibration"]["calibrated"] > 0
+
+
 def test_adapt_with_an_existing_tokenizer(app, source, adapted, tmp_path, monkeypatch):
     monkeypatch.setenv("VOCABSWAP_WORKDIR", str(tmp_path))
     report, folder, _ = app.adapt(source, app.EXISTING_TOKENIZER, adapted, None, 0, "overlap")

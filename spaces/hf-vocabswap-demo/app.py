@@ -680,6 +680,11 @@ def _workdir() -> Path:
     return root
 
 
+def method_choices() -> list[str]:
+    """"auto" (the library's default: the calibrated hybrid given text, else FVT) and the registered methods."""
+    return ["auto"] + [m for m in available_methods() if m != "auto"]
+
+
 def adapt(source, target_mode, target, corpus_file, vocab_size, method, progress=gr.Progress(track_tqdm=True)):
     """Transplant ``source`` to a target tokenizer (given or trained on the uploaded text).
 
@@ -691,15 +696,15 @@ def adapt(source, target_mode, target, corpus_file, vocab_size, method, progress
     try:
         source = (source or "").strip()
         method = (method or DEFAULT_METHOD).strip()
-        if method not in available_methods():
-            raise DemoError(f"Unknown method {method!r}; choose one of {', '.join(available_methods())}.")
+        if method not in method_choices():
+            raise DemoError(f"Unknown method {method!r}; choose one of {', '.join(method_choices())}.")
         train = target_mode == TRAIN_FROM_TEXT
         corpus = _read_corpus(corpus_file)
         if train and corpus is None:
             raise DemoError("Upload a text file in the target language to train the tokenizer on.")
         if not train and not (target or "").strip():
             raise DemoError("Enter the target tokenizer (Hub id or folder), or train one on an uploaded text.")
-        if get_method(method).needs_corpus and corpus is None:
+        if method != "auto" and get_method(method).needs_corpus and corpus is None:
             raise DemoError(f"Method {method!r} learns from target-language text: upload a text file.")
         progress(0.05, desc="loading the source model")
         bundle = get_bundle(source, "source")
@@ -749,7 +754,7 @@ def build_demo(source: str | None = None, adapted: str | None = None) -> gr.Bloc
         d_source, d_adapted = default_models()
         source = d_source if source is None else source
         adapted = d_adapted if adapted is None else adapted
-    methods = available_methods()
+    methods = method_choices()
     with gr.Blocks(title="hf_vocabswap: before and after a tokenizer transplant", analytics_enabled=False) as demo:
         gr.Markdown(
             "# hf_vocabswap — a model before and after its tokenizer was swapped\n"
