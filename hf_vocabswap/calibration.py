@@ -14,7 +14,8 @@ collected once. The mean predicted distribution ``p̄`` is compared with the cor
 token's logit is shifted by ``log f - log p̄``; this is iterated (iterative proportional
 fitting) on the cached ``H``, which needs no further forward passes. The shift goes into
 
-- the output bias, when the model has one (BERT-style heads): exact, input rows untouched;
+- the output bias, when the model has one (BERT-style heads, BART's ``final_logits_bias``):
+  exact, input and output rows untouched;
 - otherwise a per-token multiple of one direction ``v`` with ``h · v ≈ 1`` for every hidden
   state (least squares with a small ridge; transformer hidden states have a dominant common
   direction, so ``v`` is short and ``h · v`` nearly constant: on Gemma-3-270m
@@ -22,7 +23,10 @@ fitting) on the cached ``H``, which needs no further forward passes. The shift g
   same small amount, so the hidden states are collected again and the fit repeated
   (``rounds``).
 
-Copied tokens are never changed. Causal and masked LMs are supported.
+Copied tokens are never changed. Causal, masked and encoder-decoder LMs are supported; the
+hidden states are read where :func:`~hf_vocabswap.evaluate.bits_per_character` scores: next-token
+positions (causal), masked positions (masked), or the decoder's positions predicting the text
+from the decoder start token, with the encoder given the template of an empty text (seq2seq).
 """
 
 from __future__ import annotations
@@ -66,13 +70,21 @@ def _sample(texts: list[str], max_chars: int) -> list[str]:
     return out
 
 
-def _windows(model_kind: str, tokenizer, texts, max_length: int, mlm_probability: float, seed: int):
-    """(input ids, positions to read) per window: causal next-token positions, or masked
-    positions (with the input ids already masked)."""
+def _windows(model_kind: str, tokenizer, texts, max_length: int, mlm_probability: float, seed: int, start_id: int | None = None):
+    """(input ids, positions to read) per window: causal next-token positions, masked
+    positions (with the input ids already masked), or, for seq2seq, the decoder input ids
+    (``start_id`` then the window shifted right) and every position."""
     from .evaluate import causal_prefix, special_template
 
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     rows = []
+    if model_kind == "seq2seq":
+        for ids in encoded:
+            for start in range(0, len(ids), max_length):
+                window = ids[start : start + max_length]
+                if window:
+                    rows.append(([start_id] + window[:-1], list(range(len(window)))))
+        return rows
     if model_kind == "causal":
         prefix = causal_prefix(tokenizer)
         room = max(1, max_length - len(prefix))
@@ -105,8 +117,9 @@ def _windows(model_kind: str, tokenizer, texts, max_length: int, mlm_probability
     return rows
 
 
-def _hidden_states(model, head, rows, pad_id: int, batch_size: int, device, progress: bool) -> torch.Tensor:
-    """The inputs of the output layer at the rows' positions, (N, d) float32."""
+def _hidden_states(model, head, rows, pad_id: int, batch_size: int, device, progress: bool, encoder_ids=None) -> torch.Tensor:
+    """The inputs of the output layer at the rows' positions, (N, d) float32. With
+    ``encoder_ids`` the rows are decoder inputs and every row's encoder reads ``encoder_ids``."""
     from .evaluate import _batches, _progress, _stack
 
     captured: list[torch.Tensor] = []
@@ -128,7 +141,11 @@ def _hidden_states(model, head, rows, pad_id: int, batch_size: int, device, prog
                 for i, (_, positions) in enumerate(batch):
                     sel[i, positions] = True
                 selector_box["sel"] = sel
-                model(input_ids=ids, attention_mask=mask)
+                if encoder_ids is None:
+                    model(input_ids=ids, attention_mask=mask)
+                else:
+                    enc = torch.tensor([encoder_ids] * len(batch), dtype=torch.long, device=device)
+                    model(input_ids=enc, attention_mask=torch.ones_like(enc), decoder_input_ids=ids, decoder_attention_mask=mask)
     finally:
         handle.remove()
     return torch.cat(captured)
@@ -204,7 +221,7 @@ def calibrate_new_tokens(
     as ``corpus`` uses it (in place). Returns what was done (masses before/after, shifts).
 
     Args:
-        model: a causal or masked LM whose vocabulary is ``tokenizer``'s.
+        model: a causal, masked or encoder-decoder LM whose vocabulary is ``tokenizer``'s.
         tokenizer: the (target) tokenizer.
         corpus: target-language text (anything :class:`~hf_vocabswap.Corpus` accepts). Token
             frequencies are counted on all of it; hidden states are read on its first
@@ -219,15 +236,15 @@ def calibrate_new_tokens(
             per round and, in "direction" mode, ``directions``; see ``MixingPlan.calibration``).
     """
     from .corpus import Corpus
-    from .evaluate import _pad_id, max_sequence_length
+    from .evaluate import _pad_id, max_sequence_length, seq2seq_inputs
     from .surgery import model_kind as kind_of
 
     started = time.perf_counter()
     kind = kind_of(model)
-    if kind not in ("causal", "masked"):
+    if kind not in ("causal", "masked", "seq2seq"):
         raise ModelError(
-            f"Output calibration supports causal and masked LMs; this model is {kind!r}. "
-            "Pass calibrate=False (or use the model without calibration)."
+            f"Output calibration supports causal, masked and encoder-decoder LMs; this model is {kind!r} "
+            "(no LM head). Pass calibrate=False (or use the model without calibration)."
         )
     if iterations < 1 or (rounds is not None and rounds < 1) or max_chars < 1:
         raise MethodOptionError("calibration needs iterations >= 1, rounds >= 1 and max_chars >= 1")
@@ -245,7 +262,11 @@ def calibrate_new_tokens(
     if int(ids.max()) >= vocab:
         raise ModelError(f"token id {int(ids.max())} is outside the output layer ({vocab} rows)")
     bias = getattr(head, "bias", None)
-    bias = bias if isinstance(bias, torch.Tensor) else None
+    if not isinstance(bias, torch.Tensor):
+        bias = getattr(model, "final_logits_bias", None)  # BART/mBART: (1, V), added to the head's output
+    if isinstance(bias, torch.Tensor) and bias.dim() != 1 and bias.numel() == vocab:
+        bias = bias.view(-1)  # a view: shifting it shifts the buffer
+    bias = bias if isinstance(bias, torch.Tensor) and bias.shape == (vocab,) else None
     tied = model.get_input_embeddings().weight.data_ptr() == weight.data_ptr()
     mode = "bias" if bias is not None else "direction"
     if rounds is None:
@@ -256,7 +277,8 @@ def calibrate_new_tokens(
     max_positions = max_sequence_length(model, tokenizer)
     if max_positions is not None and max_length > max_positions:
         max_length = max_positions  # as bits_per_character: longer windows overrun the position table
-    rows = _windows(kind, tokenizer, _sample(texts, max_chars), max_length, mlm_probability, seed)
+    start_id, encoder_ids = seq2seq_inputs(model, tokenizer) if kind == "seq2seq" else (None, None)
+    rows = _windows(kind, tokenizer, _sample(texts, max_chars), max_length, mlm_probability, seed, start_id)
     if not rows:
         raise CorpusError("The calibration sample holds no token to predict; pass more text.")
     was_training = model.training
@@ -266,7 +288,7 @@ def calibrate_new_tokens(
     history, shifts_per_round, directions = [], [], []
     try:
         for r in range(rounds):
-            H = _hidden_states(model, head, rows, _pad_id(tokenizer, model), batch_size, weight.device, progress).to(dev)
+            H = _hidden_states(model, head, rows, _pad_id(tokenizer, model), batch_size, weight.device, progress, encoder_ids).to(dev)
             W = weight.detach().to(dev, torch.float32)
             b_vec = None if bias is None else bias.detach().to(dev, torch.float32)
             if mode == "direction":

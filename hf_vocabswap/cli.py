@@ -247,7 +247,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
                    help="load only the vocabulary tensors and stream the other weights (default: for sharded safetensors)")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="shift the new tokens' output scores so the model predicts each as often as the corpus uses it "
-                   "(causal and masked LMs; needs --corpus; default: on for hybrid, off for the other methods)")
+                   "(causal, masked and seq2seq LMs; needs --corpus; default: on for hybrid, off for the other methods)")
     _add_common_transplant_args(p)
     _add_method_options(p, table)
 

@@ -486,7 +486,9 @@ def _masked_nll(model, tokenizer, encoded, max_length, batch_size, seed, mlm_pro
     return nll, n_pred, 0, len(rows), objective
 
 
-def _seq2seq_nll(model, tokenizer, encoded, max_length, batch_size, device, progress):
+def seq2seq_inputs(model, tokenizer) -> tuple[int, list[int]]:
+    """(decoder start id, encoder input ids) with which an encoder-decoder model's decoder is
+    read as a language model: the encoder gets the tokenizer's template for an empty text."""
     start_id = getattr(model.config, "decoder_start_token_id", None)
     if start_id is None:
         start_id = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
@@ -498,6 +500,11 @@ def _seq2seq_nll(model, tokenizer, encoded, max_length, batch_size, device, prog
     if not encoder_ids:
         eos = getattr(tokenizer, "eos_token_id", None)
         encoder_ids = [eos if isinstance(eos, int) else _pad_id(tokenizer, model)]
+    return start_id, encoder_ids
+
+
+def _seq2seq_nll(model, tokenizer, encoded, max_length, batch_size, device, progress):
+    start_id, encoder_ids = seq2seq_inputs(model, tokenizer)
     rows = []
     for ids in encoded:
         for start in range(0, len(ids), max_length):

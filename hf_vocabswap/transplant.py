@@ -103,7 +103,7 @@ def transplant_tokenizer(
             and Hub ids of sharded safetensors; True: for any safetensors folder or Hub id.
         calibrate: after the surgery, shift the new tokens' output scores so that the model
             predicts each about as often as the corpus uses it (:mod:`hf_vocabswap.calibration`;
-            causal and masked LMs; needs ``corpus``). None (default): the method's default
+            causal, masked and encoder-decoder LMs; needs ``corpus``). None (default): the method's default
             (on for ``hybrid``, where the corpus allows it).
         **method_options: options of the chosen method (its config dataclass fields).
 
@@ -244,11 +244,12 @@ def _calibrate(model, tokenizer, corpus, plan, alignment, method_cls, calibrate,
     """Run output calibration when asked (or by the method's default); its stats, or None."""
     if calibrate is False or (calibrate is None and not method_cls.calibrates_by_default):
         return None
-    kind = model_kind(model)
-    if calibrate is None and (corpus is None or kind not in ("causal", "masked")):
-        reason = "no corpus" if corpus is None else f"{kind} models are not supported"
-        logger.info("calibration skipped: %s", reason)
-        return {"skipped": reason}
+    if calibrate is None:
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        reason = "no corpus" if corpus is None else (None if getattr(head, "weight", None) is not None else "the model has no LM head")
+        if reason is not None:
+            logger.info("calibration skipped: %s", reason)
+            return {"skipped": reason}
     from .calibration import calibrate_new_tokens
 
     ids = new_token_ids(plan, alignment)

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
 from hf_vocabswap import assets, errors
@@ -111,6 +112,25 @@ def _masked_mean_prediction(model, tokenizer, texts, every: int = 7) -> np.ndarr
             total = total + torch.softmax(picked.double(), dim=-1).sum(0)
             count += picked.shape[0]
     return (total / count).numpy()
+
+
+def _seq2seq_mean_prediction(model, tokenizer, texts) -> np.ndarray:
+    """The encoder-decoder model's decoder distribution averaged over every position that
+    predicts a text token: the encoder reads the template of an empty text, the decoder
+    windows of MAX_LENGTH tokens shifted right behind config.decoder_start_token_id."""
+    encoder = tokenizer("")["input_ids"]
+    start = model.config.decoder_start_token_id
+    windows = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        windows += [ids[i : i + MAX_LENGTH] for i in range(0, len(ids), MAX_LENGTH)]
+    total, positions = 0.0, 0
+    with torch.no_grad():
+        for w in windows:
+            logits = model(input_ids=torch.tensor([encoder]), decoder_input_ids=torch.tensor([[start] + w[:-1]])).logits[0]
+            total = total + torch.softmax(logits.double(), dim=-1).sum(0)
+            positions += len(w)
+    return (total / positions).numpy()
 
 
 def _gpt2(tied: bool = True):
@@ -292,16 +312,18 @@ def test_untied_causal_matches_corpus_share(corpus):
     assert _mean_prediction(model, tgt, corpus)[ids].sum() == pytest.approx(stats["corpus_share"], abs=0.02)
 
 
-@pytest.mark.parametrize("family", [f for f in FAMILIES if f.kind != "seq2seq"], ids=lambda f: f.name)
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
 def test_every_lm_family(family, corpus):
-    """The hook finds each family's output layer; only the output bias (masked) or the output
-    rows (causal; tied: the same tensor as the input rows) change."""
+    """The hook finds each family's output layer; only the output bias (masked; BART's
+    final_logits_bias) or the output rows (causal, T5; tied: the same tensor as the input
+    rows) change, and of the output rows only the new tokens'."""
     src, tgt = tokenizer_pair(family.tokenizer)
     result = transplant_tokenizer(_source_model(family, src), tgt, "fvt", source_tokenizer=src, calibrate=False)
     model = result.model
     ids = new_token_ids(result.plan, result.alignment)
     length = min(MAX_LENGTH, max_sequence_length(model, tgt))
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    before_out = model.get_output_embeddings().weight.detach().clone()
     stats = calibrate_new_tokens(model, tgt, corpus, ids, progress=False, max_length=length)
     after = model.state_dict()
     changed = {after[k].data_ptr() for k in before if not torch.equal(before[k], after[k])}
@@ -311,9 +333,17 @@ def test_every_lm_family(family, corpus):
     if family.kind == "masked":
         assert stats["mode"] == "bias" and changed == {head.bias.data_ptr()}
         assert stats["mass_after"] == pytest.approx(stats["corpus_share"], abs=0.02)
+    elif hasattr(model, "final_logits_bias"):
+        assert stats["mode"] == "bias" and stats["rounds"] == 1 and changed == {model.final_logits_bias.data_ptr()}
+        assert stats["mass_after"] == pytest.approx(stats["corpus_share"], abs=0.02)
     else:
         assert stats["mode"] == "direction" and changed == {head.weight.data_ptr()}
         assert stats["rounds"] == (2 if tied else 1)
+        others = np.setdiff1d(np.arange(head.weight.shape[0]), ids)
+        assert torch.equal(head.weight.detach()[others], before_out[others])
+    if family.kind == "seq2seq":  # random T5s share a hidden direction (h . v ~ 1): the fit works too
+        assert abs(stats["mass_before"] - stats["corpus_share"]) > 0.05
+        assert stats["mass_after"] == pytest.approx(stats["corpus_share"], abs=0.02)
 
 
 @pytest.mark.parametrize("which", ["gpt2", "splade"])
@@ -432,26 +462,59 @@ def test_calibrate_option_errors(gpt2_source, corpus):
         transplant_tokenizer(model, tgt, "fvt", source_tokenizer=src, corpus=corpus, calibrate=True, low_memory=True)
 
 
-@pytest.fixture(scope="module")
-def t5_source():
+def test_seq2seq_bias_shifts_only_final_logits_bias(corpus):
+    """BART adds final_logits_bias to its (tied) output layer: calibration shifts the new
+    tokens' entries of it and nothing else, and the model's decoder predictions, recomputed
+    here, then give the new tokens their corpus share."""
+    family = FAMILY_BY_NAME["bart"]
+    src, tgt = tokenizer_pair(family.tokenizer)
+    result = transplant_tokenizer(_source_model(family, src), tgt, "fvt", source_tokenizer=src, calibrate=False)
+    model = result.model
+    ids = np.array(new_token_ids(result.plan, result.alignment))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    p_before = _seq2seq_mean_prediction(model, tgt, corpus)
+    record: dict = {}
+    stats = calibrate_new_tokens(model, tgt, corpus, ids, max_chars=10**6, record=record, **QUIET)
+    p_after = _seq2seq_mean_prediction(model, tgt, corpus)
+    assert stats["mode"] == "bias" and stats["rounds"] == 1 and stats["calibrated"] == len(ids) > 100
+    freq, _ = _frequencies(tgt, corpus, model.final_logits_bias.shape[-1])
+    assert stats["corpus_share"] == pytest.approx(freq[ids].sum(), abs=2e-4)
+    assert abs(stats["mass_before"] - stats["corpus_share"]) > 0.05
+    assert stats["mass_after"] == pytest.approx(stats["corpus_share"], abs=0.02)
+    assert p_before[ids].sum() == pytest.approx(stats["mass_before"], abs=0.01)
+    assert p_after[ids].sum() == pytest.approx(stats["corpus_share"], abs=0.02)
+    after = model.state_dict()
+    assert [k for k in before if not torch.equal(before[k], after[k])] == ["final_logits_bias"]
+    delta = (after["final_logits_bias"] - before["final_logits_bias"])[0]
+    changed = np.flatnonzero(delta.numpy())
+    assert set(changed) <= set(ids.tolist()) and len(changed) > 0.9 * len(ids)
+    assert "directions" not in record and record["shifts"].shape == (1, len(ids))
+    torch.testing.assert_close(delta[ids], torch.from_numpy(record["shifts"][0]).float(), rtol=0, atol=1e-5)
+
+
+def test_model_without_lm_head_is_refused(gpt2_fvt, corpus):
+    result, _, tgt = gpt2_fvt
+    ids = new_token_ids(result.plan, result.alignment)
+    with pytest.raises(errors.ModelError, match="base"):
+        calibrate_new_tokens(transformers.GPT2Model(result.model.config), tgt, corpus, ids, **QUIET)
+    family = FAMILY_BY_NAME["t5"]
+    config = transformers.T5Config(vocab_size=len(tgt), **dict(family.config))
+    with pytest.raises(errors.ModelError, match="no output embedding"):
+        calibrate_new_tokens(transformers.T5Model(config), tgt, corpus, ids, **QUIET)
+
+
+def test_seq2seq_hybrid_calibrates_by_default(train_corpus, tmp_path):
     family = FAMILY_BY_NAME["t5"]
     src, tgt = tokenizer_pair(family.tokenizer)
     torch.manual_seed(0)
-    return family.build(len(src), src), src, tgt
-
-
-def test_seq2seq_refused_when_asked(t5_source, corpus):
-    model, src, tgt = t5_source
-    with pytest.raises(errors.ModelError, match="seq2seq"):
-        transplant_tokenizer(model, tgt, "fvt", source_tokenizer=src, corpus=corpus, calibrate=True)
-
-
-def test_seq2seq_hybrid_default_skips(t5_source, train_corpus, tmp_path):
-    model, src, tgt = t5_source
+    model = family.build(len(src), src)
     result = transplant_tokenizer(model, tgt, "hybrid", source_tokenizer=src, corpus=train_corpus, cache_dir=str(tmp_path), threads=1)
     cal = result.report.method_stats["calibration"]
-    assert set(cal) == {"skipped"} and "seq2seq" in cal["skipped"]
-    assert result.plan.calibration is None
+    ids = new_token_ids(result.plan, result.alignment)
+    assert cal["calibrated"] == len(ids) > 0 and cal["mode"] == "direction" and cal["tied"] is True
+    assert cal["rounds"] == 2 and "warning" not in cal
+    np.testing.assert_array_equal(result.plan.calibration["ids"], ids)
+    assert result.plan.calibration["directions"].shape == (2, model.config.d_model)
 
 
 def test_hybrid_without_corpus_skips(gpt2_source, hybrid_runs):
