@@ -29,15 +29,15 @@ def resolve_auto_method(model, corpus, task: str | None = None) -> tuple[str, st
     neighbours at weight 0.1, output calibration) led zero-shot (2.545 bits/char; FVT 2.865,
     FOCUS 2.751) and after 400 LAPT steps (1.909; FVT 1.917, FOCUS 2.113); on the masked
     splade-tiny -> 8k Ukrainian CPU benchmark it led too (quality_cpu.md). So: causal and masked
-    LMs with a corpus get the hybrid; seq2seq models (which calibration does not support, and
-    no benchmark covers) and transplants without a corpus get FVT, which needs none.
+    LMs with a corpus get the hybrid; seq2seq models (no benchmark covers them) and transplants
+    without a corpus get FVT, which needs none (``calibrate=True`` works for seq2seq too).
     """
     kind = task or _kind_of(model)
     if corpus is None:
         return "fvt", "no corpus given: FVT needs none"
     if kind in ("causal", "masked"):
         return "hybrid", f"{kind} LM with a corpus: the calibrated hybrid led zero-shot and after LAPT in benchmarks/results"
-    return "fvt", f"{kind} model: no benchmark covers it and calibration does not support it; FVT"
+    return "fvt", f"{kind} model: no benchmark covers it; FVT (calibrate=True also works for it)"
 
 
 def _kind_of(model) -> str:
