@@ -565,8 +565,9 @@ def plan_only(name: str, model, source_tokenizer, target_tokenizer, train_texts,
     except Exception as e:  # noqa: BLE001
         return PlannedMethod(name, "skipped", reason=f"resources could not be built: {type(e).__name__}: {e}")
     try:
-        cls = get_method(split_variant(name)[0])
-        config = cls.config_class.from_options(split_variant(name)[0], setup.options)
+        method = split_variant(name)[0]
+        cls = get_method(method)
+        config = cls.config_class.from_options(method, setup.options)
         corpus = Corpus.coerce(train_texts) if setup.corpus else None
         impl = cls(config)
         target = source_tokenizer if setup.target == "source" else target_tokenizer
@@ -1237,14 +1238,12 @@ def apply_bundle_rows(model, path_rows: Path) -> None:
 
 def calibrate_bundle_model(model, tokenizer, plan, train, seed: int) -> dict:
     """Output calibration of a model built from a bundle plan, as ``transplant_tokenizer`` does it
-    (the same new-token ids: neither copied nor special)."""
-    import numpy as np
-
+    (the tokens neither copied nor special; the bundle has no alignment, so the tokenizer's own
+    special ids stand for its special tokens)."""
     from hf_vocabswap.calibration import calibrate_new_tokens
-    from hf_vocabswap.methods.base import COPIED
+    from hf_vocabswap.transplant import uncopied_ids
 
-    special = set(getattr(tokenizer, "all_special_ids", []))
-    ids = [int(i) for i in np.flatnonzero(plan.kinds != COPIED) if int(i) not in special]
+    ids = uncopied_ids(plan, getattr(tokenizer, "all_special_ids", []))
     stats = calibrate_new_tokens(model, tokenizer, train, ids, seed=seed, progress=False)
     logger.info("calibrated %d tokens: %s", len(ids), {k: v for k, v in stats.items() if k != "history"})
     return stats
@@ -1333,23 +1332,14 @@ def prepare_bundle(cfg: BenchConfig, *, methods: str | None, bundle: Path, workd
     return manifest
 
 
-def _first_chars(texts: list[str], max_chars: int) -> list[str]:
-    """Whole texts from the start until ``max_chars`` characters are collected."""
-    out, total = [], 0
-    for t in texts:
-        out.append(t)
-        total += len(t)
-        if total >= max_chars:
-            break
-    return out
-
-
 def run_bundle(bundle: Path, *, out_dir: Path, workdir: Path, gguf: str | None = None, source: str | None = None,
                methods: str | None = None, max_seconds: float | None = None, overrides: dict | None = None,
                stem: str | None = None) -> dict:
     """Phase 2 (GPU): apply each plan of ``bundle`` to the source model, evaluate, train."""
     import torch
     from transformers import AutoTokenizer
+
+    from hf_vocabswap.corpus import first_chars
 
     started = time.time()
     bundle = Path(bundle)
@@ -1362,9 +1352,9 @@ def run_bundle(bundle: Path, *, out_dir: Path, workdir: Path, gguf: str | None =
     train, heldout = read_texts(bundle, "train"), read_texts(bundle, "heldout")
     overrides = overrides or {}
     if overrides.get("train_chars"):  # dry runs: less text than the bundle holds
-        train = _first_chars(train, overrides["train_chars"])
+        train = first_chars(train, overrides["train_chars"])
     if overrides.get("heldout_chars"):
-        heldout = _first_chars(heldout, overrides["heldout_chars"])
+        heldout = first_chars(heldout, overrides["heldout_chars"])
     model, source_tok, source_desc = load_source(cfg, gguf=gguf, source=source)
     model.eval()
     if torch.cuda.is_available():

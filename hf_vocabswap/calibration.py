@@ -38,36 +38,24 @@ import time
 import numpy as np
 import torch
 
+from .corpus import first_chars
 from .errors import CorpusError, MethodOptionError, ModelError, MissingSpecialTokenError
 
 logger = logging.getLogger(__name__)
 
 
-def _corpus_frequencies(tokenizer, texts: list[str], vocab_size: int, exclude: list[int], batch: int = 512) -> torch.Tensor:
+def _corpus_frequencies(tokenizer, texts: list[str], vocab_size: int, exclude: list[int]) -> torch.Tensor:
+    from .trim import token_counts
+
     counts = np.zeros(vocab_size, dtype=np.float64)
-    for i in range(0, len(texts), batch):
-        enc = tokenizer(texts[i : i + batch], add_special_tokens=False)["input_ids"]
-        flat = np.fromiter((t for ids in enc for t in ids), dtype=np.int64)
-        if len(flat):
-            counts += np.bincount(flat[flat < vocab_size], minlength=vocab_size)[:vocab_size]
+    known = token_counts(tokenizer, texts)[:vocab_size]  # rows past the tokenizer (padding) count 0
+    counts[: len(known)] = known
     counts[[i for i in exclude if i < vocab_size]] = 0.0
     if counts.sum() == 0:
         raise CorpusError("Calibration found no tokens in the corpus: pass non-empty target-language text.")
     smoothed = counts + 0.5
     smoothed[[i for i in exclude if i < vocab_size]] = 0.0
     return torch.from_numpy(smoothed / smoothed.sum())
-
-
-def _sample(texts: list[str], max_chars: int) -> list[str]:
-    out, total = [], 0
-    for t in texts:
-        if not t:
-            continue
-        out.append(t)
-        total += len(t)
-        if total >= max_chars:
-            break
-    return out
 
 
 def _windows(model_kind: str, tokenizer, texts, max_length: int, mlm_probability: float, seed: int, start_id: int | None = None):
@@ -237,7 +225,7 @@ def calibrate_new_tokens(
     """
     from .corpus import Corpus
     from .evaluate import _pad_id, max_sequence_length, seq2seq_inputs
-    from .surgery import model_kind as kind_of
+    from .surgery import find_embeddings, model_kind as kind_of
 
     started = time.perf_counter()
     kind = kind_of(model)
@@ -267,7 +255,7 @@ def calibrate_new_tokens(
     if isinstance(bias, torch.Tensor) and bias.dim() != 1 and bias.numel() == vocab:
         bias = bias.view(-1)  # a view: shifting it shifts the buffer
     bias = bias if isinstance(bias, torch.Tensor) and bias.shape == (vocab,) else None
-    tied = model.get_input_embeddings().weight.data_ptr() == weight.data_ptr()
+    tied = find_embeddings(model).tied
     mode = "bias" if bias is not None else "direction"
     if rounds is None:
         rounds = 2 if (mode == "direction" and tied) else 1
@@ -278,7 +266,7 @@ def calibrate_new_tokens(
     if max_positions is not None and max_length > max_positions:
         max_length = max_positions  # as bits_per_character: longer windows overrun the position table
     start_id, encoder_ids = seq2seq_inputs(model, tokenizer) if kind == "seq2seq" else (None, None)
-    rows = _windows(kind, tokenizer, _sample(texts, max_chars), max_length, mlm_probability, seed, start_id)
+    rows = _windows(kind, tokenizer, first_chars(texts, max_chars), max_length, mlm_probability, seed, start_id)
     if not rows:
         raise CorpusError("The calibration sample holds no token to predict; pass more text.")
     was_training = model.training

@@ -156,3 +156,28 @@ class Corpus:
 
     def __repr__(self) -> str:
         return f"Corpus({self.description!r})"
+
+
+def first_chars(texts: Iterable[str], max_chars: int | None) -> list[str]:
+    """Whole texts from the start until at least ``max_chars`` characters are collected (all of
+    them when ``max_chars`` is None)."""
+    out: list[str] = []
+    total = 0
+    for text in texts:
+        out.append(text)
+        total += len(text)
+        if max_chars is not None and total >= max_chars:
+            break
+    return out
+
+
+def batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Consecutive lists of ``size`` texts (the last may be shorter)."""
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

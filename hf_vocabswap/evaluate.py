@@ -606,16 +606,10 @@ def evaluate_model(
         >>> results = evaluate_model("xlmr-uk", "uk_heldout.txt")
         >>> print(format_results(results))
     """
-    from .corpus import Corpus
+    from .corpus import Corpus, first_chars
 
     corpus = Corpus.coerce(texts_or_file)
-    texts: list[str] = []
-    total = 0
-    for text in corpus:
-        texts.append(text)
-        total += len(text)
-        if max_chars is not None and total >= max_chars:
-            break
+    texts = first_chars(corpus, max_chars)
     model, tok = load_model_and_tokenizer(model_or_path, tokenizer, task=task)
     name = (
         str(model_or_path)

@@ -48,7 +48,7 @@ import regex
 
 from .corpus import Corpus
 from .errors import CorpusError, TokenizerError
-from .vocab import BYTE_TO_CHAR, CHAR_TO_BYTE, ROLES
+from .vocab import BYTE_TO_CHAR, CHAR_TO_BYTE, ROLES, walk_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -62,21 +62,11 @@ _SCRIPT_ALIASES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "KATAKANA-HIRAGANA": "C
 
 
 # ----------------------------------------------------------------------------- pipeline
-def _walk(component):
-    """A tokenizer.json pipeline component and, for Sequences, its members."""
-    if not component:
-        return
-    yield component
-    for key in ("pretokenizers", "normalizers", "decoders", "processors"):
-        for sub in component.get(key) or []:
-            yield from _walk(sub)
-
-
 def _family(spec: dict) -> str:
     """"byte_level", "metaspace" or "plain" (WordPiece/BERT and others without a marker)."""
-    pre = [c for c in _walk(spec.get("pre_tokenizer"))]
-    norm = [c for c in _walk(spec.get("normalizer"))]
-    dec = [c for c in _walk(spec.get("decoder"))]
+    pre = [c for c in walk_pipeline(spec.get("pre_tokenizer"))]
+    norm = [c for c in walk_pipeline(spec.get("normalizer"))]
+    dec = [c for c in walk_pipeline(spec.get("decoder"))]
     if any(c.get("type") == "ByteLevel" for c in pre + norm):
         return "byte_level"
     if any(c.get("type") == "Metaspace" for c in pre + dec):
@@ -202,7 +192,7 @@ def _source_backend(source_tokenizer):
 def _processor_tokens(proc) -> list[str]:
     """Special tokens a post-processor inserts (they must be kept)."""
     out: list[str] = []
-    for c in _walk(proc):
+    for c in walk_pipeline(proc):
         t = c.get("type")
         if t == "TemplateProcessing":
             for entry in (c.get("special_tokens") or {}).values():
@@ -213,7 +203,7 @@ def _processor_tokens(proc) -> list[str]:
 
 
 def _remap_processor(proc, ids: dict[str, int]) -> None:
-    for c in _walk(proc):
+    for c in walk_pipeline(proc):
         t = c.get("type")
         if t == "TemplateProcessing":
             for entry in (c.get("special_tokens") or {}).values():

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .corpus import Corpus
+from .corpus import Corpus, first_chars
 from .errors import CorpusError, ModelError, OutputExistsError
 from .evaluate import bits_per_character, causal_prefix, load_model_and_tokenizer, max_sequence_length, special_template
 from .surgery import model_kind
@@ -523,13 +523,7 @@ def _checkpoint_step(checkpoint: Path | None) -> int:
 
 
 def _held_out_texts(eval_texts, max_chars: int | None) -> list[str]:
-    texts, total = [], 0
-    for text in Corpus.coerce(eval_texts):
-        texts.append(text)
-        total += len(text)
-        if max_chars is not None and total >= max_chars:
-            break
-    return texts
+    return first_chars(Corpus.coerce(eval_texts), max_chars)
 
 
 def _short_block(tokenizer, texts, kind: str) -> int:

@@ -232,12 +232,17 @@ def transplant_tokenizer(
     return TransplantResult(model=model, tokenizer=tokenizer, report=report, plan=plan, alignment=alignment, source_tokenizer=source_tokenizer)
 
 
-def new_token_ids(plan, alignment) -> list[int]:
-    """Target ids that were not copied from the source (and are not special tokens)."""
+def uncopied_ids(plan, special_ids) -> list[int]:
+    """Target ids that ``plan`` did not copy from the source, except ``special_ids``."""
     from .methods.base import COPIED
 
-    special = set(alignment.target.special_ids)
+    special = {int(i) for i in special_ids}
     return [int(i) for i in np.flatnonzero(plan.kinds != COPIED) if int(i) not in special]
+
+
+def new_token_ids(plan, alignment) -> list[int]:
+    """Target ids that were not copied from the source (and are not special tokens)."""
+    return uncopied_ids(plan, alignment.target.special_ids)
 
 
 def _calibrate(model, tokenizer, corpus, plan, alignment, method_cls, calibrate, seed, device) -> dict | None:

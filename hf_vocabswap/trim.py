@@ -34,9 +34,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .corpus import Corpus
+from .corpus import Corpus, batches
 from .errors import CorpusError, TokenizerError
-from .vocab import BYTE_TO_CHAR, ROLES, TokenizerProfile
+from .vocab import BYTE_TO_CHAR, ROLES, TokenizerProfile, walk_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -78,36 +78,17 @@ def token_counts(tokenizer, corpus, *, batch_size: int = 1024) -> np.ndarray:
     corpus = Corpus.coerce(corpus)
     backend = tokenizer.backend_tokenizer
     counts = np.zeros(len(tokenizer), dtype=np.int64)
-    batch: list[str] = []
-
-    def flush():
+    for batch in batches(corpus, batch_size):
         for enc in backend.encode_batch(batch, add_special_tokens=False):
             ids = np.asarray(enc.ids, dtype=np.int64)
             if len(ids):
                 counts[: len(tokenizer)] += np.bincount(ids, minlength=len(tokenizer))[: len(tokenizer)]
-        batch.clear()
-
-    for text in corpus:
-        batch.append(text)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
     return counts
-
-
-def _walk(component):
-    if not component:
-        return
-    yield component
-    for key in ("pretokenizers", "normalizers", "decoders", "processors"):
-        for sub in component.get(key) or []:
-            yield from _walk(sub)
 
 
 def _processor_tokens(proc) -> list[str]:
     out: list[str] = []
-    for c in _walk(proc):
+    for c in walk_pipeline(proc):
         if c.get("type") == "TemplateProcessing":
             for entry in (c.get("special_tokens") or {}).values():
                 out.extend(entry.get("tokens") or [])
@@ -117,7 +98,7 @@ def _processor_tokens(proc) -> list[str]:
 
 
 def _remap_processor(proc, ids: dict[str, int]) -> None:
-    for c in _walk(proc):
+    for c in walk_pipeline(proc):
         if c.get("type") == "TemplateProcessing":
             for entry in (c.get("special_tokens") or {}).values():
                 entry["ids"] = [ids[tok] for tok in entry.get("tokens") or []]
@@ -157,7 +138,7 @@ def _bpe_closure(keep: np.ndarray, vocab: dict[str, int], merges: list[tuple[str
 
 
 def _is_byte_level(spec: dict) -> bool:
-    parts = [c for key in ("pre_tokenizer", "decoder") for c in _walk(spec.get(key))]
+    parts = [c for key in ("pre_tokenizer", "decoder") for c in walk_pipeline(spec.get(key))]
     return any(c.get("type") == "ByteLevel" for c in parts)
 
 

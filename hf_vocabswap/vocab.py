@@ -59,14 +59,14 @@ class CanonicalForm(NamedTuple):
         return ("▁" if self.word_start else "") + body
 
 
-def _walk(component: dict | None):
+def walk_pipeline(component: dict | None):
     """Yield a tokenizer.json pipeline component and, for Sequences, its members."""
     if not component:
         return
     yield component
     for key in ("pretokenizers", "normalizers", "decoders", "processors"):
         for sub in component.get(key) or []:
-            yield from _walk(sub)
+            yield from walk_pipeline(sub)
 
 
 @dataclass
@@ -98,7 +98,7 @@ class TokenizerProfile:
         spec = json.loads(backend.to_str())
         model = spec["model"]
         model_type = model["type"]
-        parts = [c for key in ("normalizer", "pre_tokenizer", "decoder") for c in _walk(spec.get(key))]
+        parts = [c for key in ("normalizer", "pre_tokenizer", "decoder") for c in walk_pipeline(spec.get(key))]
         types = {c.get("type") for c in parts}
         metaspace = "Metaspace" in types or any(
             c.get("type") == "Replace" and c.get("content") in ("▁", " ") and "▁" in json.dumps(c, ensure_ascii=False) for c in parts

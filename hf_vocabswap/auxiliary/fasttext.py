@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..corpus import batches
 from ..errors import CorpusError, MismatchError, ResourceError
 
 logger = logging.getLogger(__name__)
@@ -124,24 +125,13 @@ def write_token_corpus(corpus, tokenizer, path, *, batch_size: int = 1000, progr
     with open(path, "w", encoding="utf-8") as out, tqdm(
         total=total, desc="hf_vocabswap: tokenizing corpus for fastText", unit=" samples", disable=not progress, leave=False
     ) as bar:
-        batch: list[str] = []
-
-        def flush():
-            nonlocal samples, tokens
+        for batch in batches(corpus, batch_size):
             for enc in backend.encode_batch(batch, add_special_tokens=False):
                 out.write(" ".join(enc.tokens))
                 out.write("\n")
                 tokens += len(enc.tokens)
             samples += len(batch)
             bar.update(len(batch))
-            batch.clear()
-
-        for text in corpus:
-            batch.append(text)
-            if len(batch) >= batch_size:
-                flush()
-        if batch:
-            flush()
     return {"samples": samples, "tokens": tokens}
 
 

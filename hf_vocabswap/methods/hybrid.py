@@ -35,7 +35,7 @@ from ..errors import MethodOptionError
 from .base import COMBINED, COPIED, MixingPlan, Method, MethodContext, register_method
 from .focus import FOCUS, FOCUSConfig
 from .fvt import subword_mean_plan
-from .options import neighbors_option, temperature_option
+from .options import check_choice, check_neighbors_and_temperature, neighbors_option, temperature_option
 
 GLOBAL_MIXINGS = ("topk", "sparsemax")
 # Default global weights by model kind (see the module docstring for the measurements).
@@ -61,12 +61,8 @@ class HybridConfig(FOCUSConfig):
         super().__post_init__()
         if self.global_weight is not None and not 0.0 <= self.global_weight <= 1.0:
             raise MethodOptionError(f"global_weight must be between 0 and 1, not {self.global_weight}")
-        if self.global_mixing not in GLOBAL_MIXINGS:
-            raise MethodOptionError(f"hybrid option global_mixing must be one of {GLOBAL_MIXINGS}, not {self.global_mixing!r}.")
-        if self.neighbors < 1:
-            raise MethodOptionError(f"hybrid option neighbors must be >= 1, not {self.neighbors}.")
-        if not self.temperature > 0:
-            raise MethodOptionError(f"hybrid option temperature must be > 0, not {self.temperature}.")
+        check_choice("hybrid", self, "global_mixing", GLOBAL_MIXINGS)
+        check_neighbors_and_temperature("hybrid", self)
 
 
 class _TopKFOCUS(FOCUS):

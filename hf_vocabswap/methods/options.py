@@ -72,6 +72,11 @@ def check_at_least_one(method: str, config: Any, *names: str) -> None:
 def check_topk_mixing(method: str, config: Any) -> None:
     """Check ``fallback``, ``neighbors`` and ``temperature`` of a top-k softmax mixing method, in that order."""
     check_choice(method, config, "fallback", FALLBACKS)
+    check_neighbors_and_temperature(method, config)
+
+
+def check_neighbors_and_temperature(method: str, config: Any) -> None:
+    """Raise unless ``neighbors`` >= 1 and ``temperature`` > 0, checked in that order."""
     if config.neighbors < 1:
         raise MethodOptionError(f"{method} option neighbors must be >= 1, not {config.neighbors}.")
     if not config.temperature > 0:
