@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 
+import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -142,3 +143,14 @@ FAMILIES = [
 ]
 
 FAMILY_BY_NAME = {f.name: f for f in FAMILIES}
+
+
+def randomize_biases(model) -> None:
+    """Fresh models have zero output biases: make them distinct so a by-index remap would show."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        out = model.get_output_embeddings()
+        if out is not None and getattr(out, "bias", None) is not None:
+            out.bias.copy_(torch.randn(out.bias.shape, generator=gen))
+        if hasattr(model, "final_logits_bias"):
+            model.final_logits_bias.copy_(torch.randn(model.final_logits_bias.shape, generator=gen))

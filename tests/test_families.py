@@ -13,24 +13,13 @@ from hf_vocabswap.methods import COPIED, available_methods
 from hf_vocabswap.transplant import transplant_tokenizer
 from hf_vocabswap.vocab import MATCH_EXACT
 
-from .families import FAMILIES, tokenizer_pair
-
-
-def _randomize_biases(model):
-    """Fresh models have zero output biases: make them distinct so a by-index remap would show."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        out = model.get_output_embeddings()
-        if out is not None and getattr(out, "bias", None) is not None:
-            out.bias.copy_(torch.randn(out.bias.shape, generator=gen))
-        if hasattr(model, "final_logits_bias"):
-            model.final_logits_bias.copy_(torch.randn(model.final_logits_bias.shape, generator=gen))
+from .families import FAMILIES, randomize_biases, tokenizer_pair
 
 
 def _source_model(family, src_tok):
     torch.manual_seed(0)
     model = family.build(len(src_tok), src_tok)
-    _randomize_biases(model)
+    randomize_biases(model)
     return model
 
 

@@ -34,7 +34,7 @@ from hf_vocabswap.streaming import INDEX_NAME, SafetensorsCheckpoint, StreamingT
 from hf_vocabswap.transplant import transplant_tokenizer
 
 from . import families
-from .families import FAMILIES, build_tokenizer, tokenizer_pair
+from .families import FAMILIES, build_tokenizer, randomize_biases, tokenizer_pair
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,17 +89,6 @@ def both_ways(source, target, tmp_path, method="fvt", **kwargs):
     return memory, memory_dir, streamed, streamed_dir
 
 
-def _randomize_biases(model) -> None:
-    # Fresh models have zero output biases: distinct values show a wrong remap.
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        out = model.get_output_embeddings()
-        if out is not None and getattr(out, "bias", None) is not None:
-            out.bias.copy_(torch.randn(out.bias.shape, generator=gen))
-        if hasattr(model, "final_logits_bias"):
-            model.final_logits_bias.copy_(torch.randn(model.final_logits_bias.shape, generator=gen))
-
-
 def save_sharded(model, tokenizer, folder, max_shard_size) -> Path:
     model.save_pretrained(folder, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(folder)
@@ -118,7 +107,7 @@ def test_tiny_families_equal_in_memory(name, tmp_path):
     src_tok, tgt_tok = tokenizer_pair(family.tokenizer)
     torch.manual_seed(0)
     model = family.build(len(src_tok), src_tok)
-    _randomize_biases(model)
+    randomize_biases(model)
     source = save_sharded(model, src_tok, tmp_path / "source", "40KB")
     assert wants_streaming(source) and wants_streaming(str(source))
     memory, memory_dir, streamed, streamed_dir = both_ways(source, tgt_tok, tmp_path)
