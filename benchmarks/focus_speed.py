@@ -266,9 +266,8 @@ def worker_scale(work: Path, num_target: int, overlap: int, device: str) -> dict
     """
     import torch
 
-    from hf_vocabswap.methods.base import PlanBuilder
+    from hf_vocabswap.plan import PlanBuilder
     from hf_vocabswap.methods.focus.maths import sparsemax_mixing
-    from hf_vocabswap.methods.focus.method import _with_rows
 
     E = torch.from_numpy(np.load(work / "gemma_embeddings.npy"))
     n_s = E.shape[0]
@@ -284,7 +283,7 @@ def worker_scale(work: Path, num_target: int, overlap: int, device: str) -> dict
     plan = builder.build()
     new = np.arange(overlap, num_target)
     indptr, cols, weights = sparsemax_mixing(vectors[new], vectors[:overlap], device=device)
-    plan = _with_rows(plan, new, indptr, t2s[:overlap][cols], weights)
+    plan = plan.with_rows(new, indptr, t2s[:overlap][cols], weights)
     plan_seconds = time.perf_counter() - t
     t = time.perf_counter()
     out = plan.apply(E, seed=42)

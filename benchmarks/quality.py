@@ -1078,7 +1078,7 @@ def save_compact_plan(plan, path: Path) -> int:
 def load_compact_plan(path: Path):
     import numpy as np
 
-    from hf_vocabswap.result import load_plan
+    from hf_vocabswap.plan import load_plan
 
     plan = load_plan(path)
 
@@ -1164,7 +1164,7 @@ def save_bundle_plan(plan, model, path_plan: Path, path_rows: Path, seed: int) -
     import torch
     from safetensors.torch import save_file
 
-    from hf_vocabswap.methods.base import COMBINED, MEAN, MixingPlan
+    from hf_vocabswap.plan import COMBINED, MEAN, MixingPlan
     from hf_vocabswap.surgery import find_embeddings
 
     plan_bytes = save_compact_plan(plan, path_plan)

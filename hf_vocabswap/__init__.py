@@ -16,7 +16,7 @@ from .result import TransplantReport, TransplantResult  # noqa: E402
 from .transplant import DEFAULT_METHOD, transplant_tokenizer  # noqa: E402
 from .card import CardInfo  # noqa: E402
 from .hub import push_folder  # noqa: E402
-from .auto import (  # noqa: E402
+from .wrappers import (  # noqa: E402
     VocabSwapAutoModel,
     VocabSwapAutoModelForCausalLM,
     VocabSwapAutoModelForMaskedLM,

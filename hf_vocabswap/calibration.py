@@ -31,22 +31,71 @@ from the decoder start token, with the encoder given the template of an empty te
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .corpus import first_chars
+from .corpus import Corpus, first_chars
 from .errors import CorpusError, MethodOptionError, ModelError, MissingSpecialTokenError
+from .evaluate import batched, causal_prefix, max_sequence_length, pad_batch, pad_token_id, seq2seq_inputs, special_template
+from .plan import MixingPlan
+from .progress import progress_bar
+from .surgery import find_embeddings, model_kind
+from .trim import token_counts
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["CalibrationConfig", "calibrate_new_tokens", "new_token_ids"]
+
+
+@dataclass
+class CalibrationConfig:
+    """The settings of output calibration; each field is also a ``--calibration-*`` CLI option."""
+
+    max_chars: int = field(default=50_000, metadata={"help": "characters of the corpus whose hidden states are read (token frequencies count all of it)"})
+    max_length: int = field(default=512, metadata={"help": "tokens per window when reading hidden states (capped at the model's positions)"})
+    batch_size: int = field(default=8, metadata={"help": "windows per forward pass"})
+    iterations: int = field(default=10, metadata={"help": "proportional-fitting steps per round, on the cached hidden states"})
+    rounds: int | None = field(default=None, metadata={"help": "hidden-state collections (default: 2 when the shift moves tied input rows, else 1)"})
+    ridge: float = field(default=1e-3, metadata={"help": "ridge strength of the shift direction, relative to the mean of diag(HᵀH)"})
+    max_shift: float = field(default=10.0, metadata={"help": "largest shift of one token's logit, in nats (for tokens the corpus lacks)"})
+    mlm_probability: float = field(default=0.15, metadata={"help": "share of positions masked when reading a masked LM's predictions"})
+    seed: int = field(default=0, metadata={"help": "seeds the masked positions"})
+    device: str | None = field(default=None, metadata={"help": "where the fit runs (default: the model's device)"})
+    cache_bytes: int = field(default=1 << 31, metadata={"help": "memory for the cached logits of the fit (positions are thinned beyond it)"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self):
+        if self.iterations < 1 or (self.rounds is not None and self.rounds < 1) or self.max_chars < 1:
+            raise MethodOptionError("calibration needs iterations >= 1, rounds >= 1 and max_chars >= 1")
+
+    @classmethod
+    def from_options(cls, config: "CalibrationConfig | None" = None, **options) -> "CalibrationConfig":
+        """``config`` (default: the defaults) with ``options`` replacing its fields.
+
+        Raises:
+            MethodOptionError: an option that is not a field, or a value out of range.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise MethodOptionError(f"calibration has no option {', '.join(map(repr, unknown))}; its options are {', '.join(sorted(names))}.")
+        return dataclasses.replace(config if config is not None else cls(), **options)
+
+
+def new_token_ids(plan: MixingPlan, alignment) -> list[int]:
+    """Target ids that were not copied from the source and are not special tokens: what calibration shifts."""
+    return plan.uncopied_ids(alignment.target.special_ids)
+
+
+
 
 def _corpus_frequencies(tokenizer, texts: list[str], vocab_size: int, exclude: list[int]) -> torch.Tensor:
-    from .trim import token_counts
-
     counts = np.zeros(vocab_size, dtype=np.float64)
     known = token_counts(tokenizer, texts)[:vocab_size]  # rows past the tokenizer (padding) count 0
     counts[: len(known)] = known
@@ -62,8 +111,6 @@ def _windows(model_kind: str, tokenizer, texts, max_length: int, mlm_probability
     """(input ids, positions to read) per window: causal next-token positions, masked
     positions (with the input ids already masked), or, for seq2seq, the decoder input ids
     (``start_id`` then the window shifted right) and every position."""
-    from .evaluate import causal_prefix, special_template
-
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     rows = []
     if model_kind == "seq2seq":
@@ -108,8 +155,6 @@ def _windows(model_kind: str, tokenizer, texts, max_length: int, mlm_probability
 def _hidden_states(model, head, rows, pad_id: int, batch_size: int, device, progress: bool, encoder_ids=None) -> torch.Tensor:
     """The inputs of the output layer at the rows' positions, (N, d) float32. With
     ``encoder_ids`` the rows are decoder inputs and every row's encoder reads ``encoder_ids``."""
-    from .evaluate import _batches, _progress, _stack
-
     captured: list[torch.Tensor] = []
     selector_box: dict = {}
 
@@ -123,8 +168,8 @@ def _hidden_states(model, head, rows, pad_id: int, batch_size: int, device, prog
     handle = head.register_forward_pre_hook(pre_hook)
     try:
         with torch.no_grad():
-            for batch in _progress(list(_batches(rows, batch_size)), desc="Calibration: hidden states", enabled=progress):
-                ids, mask = _stack([r[0] for r in batch], pad_id, device)
+            for batch in progress_bar(list(batched(rows, batch_size)), group="calibration", desc="Calibration: hidden states", enabled=progress):
+                ids, mask = pad_batch([r[0] for r in batch], pad_id, device)
                 sel = torch.zeros(ids.shape, dtype=torch.bool)
                 for i, (_, positions) in enumerate(batch):
                     sel[i, positions] = True
@@ -185,137 +230,158 @@ def _fit_shifts(H, W, bias, ids, freq, gain, iterations: int, max_shift: float, 
     return shift.double(), before, float(p.sum())
 
 
-def calibrate_new_tokens(
-    model,
-    tokenizer,
-    corpus,
-    token_ids,
-    *,
-    max_chars: int = 50_000,
-    max_length: int = 512,
-    batch_size: int = 8,
-    iterations: int = 10,
-    rounds: int | None = None,
-    ridge: float = 1e-3,
-    max_shift: float = 10.0,
-    mlm_probability: float = 0.15,
-    seed: int = 0,
-    device: str | None = None,
-    cache_bytes: int = 1 << 31,
-    progress: bool = True,
-    record: dict | None = None,
-) -> dict:
+def calibrate_new_tokens(model, tokenizer, corpus, token_ids, config: CalibrationConfig | None = None, *, record: dict | None = None, **options) -> dict:
     """Shift the output scores of ``token_ids`` so that the model predicts each about as often
-    as ``corpus`` uses it (in place). Returns what was done (masses before/after, shifts).
+    as ``corpus`` uses it (in place).
 
     Args:
         model: a causal, masked or encoder-decoder LM whose vocabulary is ``tokenizer``'s.
         tokenizer: the (target) tokenizer.
         corpus: target-language text (anything :class:`~hf_vocabswap.Corpus` accepts). Token
             frequencies are counted on all of it; hidden states are read on its first
-            ``max_chars`` characters.
+            ``config.max_chars`` characters.
         token_ids: the tokens to calibrate (the new ones; copied tokens are left alone).
-        iterations: proportional-fitting steps per round (on cached hidden states).
-        rounds: hidden-state collections; default 2 when the shift moves tied input rows, else 1.
-        ridge: ridge strength of the bias direction, relative to the mean of diag(HᵀH).
-        max_shift: largest shift of one token's logit (nats), for tokens the corpus lacks.
-        cache_bytes: memory for the cached logits of the fit (positions are thinned beyond it).
+        config: the :class:`CalibrationConfig` (default: its defaults).
         record: a dict that receives the arrays that reproduce the change (``ids``, ``shifts``
             per round and, in "direction" mode, ``directions``; see ``MixingPlan.calibration``).
-    """
-    from .corpus import Corpus
-    from .evaluate import _pad_id, max_sequence_length, seq2seq_inputs
-    from .surgery import find_embeddings, model_kind as kind_of
+        **options: fields of :class:`CalibrationConfig` that replace ``config``'s.
 
+    Returns:
+        What was done: ``calibrated`` (tokens), ``mode`` ("bias" or "direction"), ``corpus_share``,
+        ``mass_before`` / ``mass_after`` (the new tokens' predicted share), ``mean_abs_shift``,
+        the per-round ``history``, ``seconds``, and a ``warning`` when the share is missed by more than 0.05.
+
+    Raises:
+        ModelError: the model has no LM head, or a token id is outside it.
+        CorpusError: the corpus is empty or holds no token to predict.
+        MethodOptionError: an unknown option or a value out of range.
+        MissingSpecialTokenError: a masked LM's tokenizer has no mask token.
+    """
+    cfg = CalibrationConfig.from_options(config, **options)
     started = time.perf_counter()
-    kind = kind_of(model)
+    kind, head, weight, ids = _check_inputs(model, token_ids)
+    texts = [t for t in Corpus.coerce(corpus) if t and t.strip()] if corpus is not None else []
+    if not texts:
+        raise CorpusError("Output calibration needs target-language text: pass a non-empty corpus.")
+    if len(ids) == 0:
+        return {"calibrated": 0, "reason": "no tokens to calibrate"}
+    vocab = weight.shape[0]
+    bias = _output_bias(model, head, vocab)
+    tied = find_embeddings(model).tied
+    mode = "bias" if bias is not None else "direction"
+    rounds = cfg.rounds if cfg.rounds is not None else (2 if (mode == "direction" and tied) else 1)
+    dev = torch.device(cfg.device) if cfg.device else weight.device
+    special = [i for i in getattr(tokenizer, "all_special_ids", []) if isinstance(i, int)]
+    freq = _corpus_frequencies(tokenizer, texts, vocab, special).to(dev)
+    rows, encoder_ids = _calibration_windows(model, kind, tokenizer, texts, cfg)
+    was_training = model.training
+    model.eval()
+    try:
+        fit = _fit_rounds(model, head, weight, bias, ids, freq, rows, encoder_ids, rounds, mode, dev, tokenizer, cfg)
+    finally:
+        model.train(was_training)
+    stats = _summary(fit, ids, freq, mode, tied, rounds, cfg, started)
+    if record is not None:
+        record.update(mode=mode, ids=ids.numpy(), shifts=np.stack(fit["shifts"]))
+        if fit["directions"]:
+            record["directions"] = np.stack(fit["directions"])
+    logger.info("calibration: %s", {k: v for k, v in stats.items() if k != "history"})
+    return stats
+
+
+def _check_inputs(model, token_ids):
+    """(kind, head, head weight, sorted unique ids) after checking the model can be calibrated."""
+    kind = model_kind(model)
     if kind not in ("causal", "masked", "seq2seq"):
         raise ModelError(
             f"Output calibration supports causal, masked and encoder-decoder LMs; this model is {kind!r} "
             "(no LM head). Pass calibrate=False (or use the model without calibration)."
         )
-    if iterations < 1 or (rounds is not None and rounds < 1) or max_chars < 1:
-        raise MethodOptionError("calibration needs iterations >= 1, rounds >= 1 and max_chars >= 1")
-    texts = [t for t in Corpus.coerce(corpus) if t and t.strip()] if corpus is not None else []
-    if not texts:
-        raise CorpusError("Output calibration needs target-language text: pass a non-empty corpus.")
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     weight = getattr(head, "weight", None)
     if not isinstance(head, torch.nn.Module) or not isinstance(weight, torch.Tensor):
         raise ModelError(f"{type(model).__name__} has no output embedding layer to calibrate.")
     ids = torch.as_tensor(np.asarray(sorted(set(int(i) for i in token_ids)), dtype=np.int64))
-    vocab = weight.shape[0]
-    if len(ids) == 0:
-        return {"calibrated": 0, "reason": "no tokens to calibrate"}
-    if int(ids.max()) >= vocab:
-        raise ModelError(f"token id {int(ids.max())} is outside the output layer ({vocab} rows)")
+    if len(ids) and int(ids.max()) >= weight.shape[0]:
+        raise ModelError(f"token id {int(ids.max())} is outside the output layer ({weight.shape[0]} rows)")
+    return kind, head, weight, ids
+
+
+def _output_bias(model, head, vocab: int) -> torch.Tensor | None:
+    """The (V,) output bias a shift can go into (the head's, or BART's ``final_logits_bias``), or None."""
     bias = getattr(head, "bias", None)
     if not isinstance(bias, torch.Tensor):
         bias = getattr(model, "final_logits_bias", None)  # BART/mBART: (1, V), added to the head's output
     if isinstance(bias, torch.Tensor) and bias.dim() != 1 and bias.numel() == vocab:
         bias = bias.view(-1)  # a view: shifting it shifts the buffer
-    bias = bias if isinstance(bias, torch.Tensor) and bias.shape == (vocab,) else None
-    tied = find_embeddings(model).tied
-    mode = "bias" if bias is not None else "direction"
-    if rounds is None:
-        rounds = 2 if (mode == "direction" and tied) else 1
-    dev = torch.device(device) if device else weight.device
-    special = [i for i in getattr(tokenizer, "all_special_ids", []) if isinstance(i, int)]
-    freq = _corpus_frequencies(tokenizer, texts, vocab, special).to(dev)
+    return bias if isinstance(bias, torch.Tensor) and bias.shape == (vocab,) else None
+
+
+def _calibration_windows(model, kind: str, tokenizer, texts: list[str], cfg: CalibrationConfig):
+    """(rows, encoder ids) of the hidden-state sample (see :func:`_windows`)."""
+    max_length = cfg.max_length
     max_positions = max_sequence_length(model, tokenizer)
     if max_positions is not None and max_length > max_positions:
         max_length = max_positions  # as bits_per_character: longer windows overrun the position table
     start_id, encoder_ids = seq2seq_inputs(model, tokenizer) if kind == "seq2seq" else (None, None)
-    rows = _windows(kind, tokenizer, first_chars(texts, max_chars), max_length, mlm_probability, seed, start_id)
+    rows = _windows(kind, tokenizer, first_chars(texts, cfg.max_chars), max_length, cfg.mlm_probability, cfg.seed, start_id)
     if not rows:
         raise CorpusError("The calibration sample holds no token to predict; pass more text.")
-    was_training = model.training
-    model.eval()
+    return rows, encoder_ids
+
+
+def _shift_direction(H: torch.Tensor, ridge: float, dev) -> tuple[torch.Tensor, torch.Tensor]:
+    """(v, h · v for every row of H): the ridge least-squares direction with ``H v ≈ 1``."""
+    Hd = H.double()
+    G = Hd.T @ Hd
+    lam = ridge * float(G.diagonal().mean())
+    v = torch.linalg.solve(G + lam * torch.eye(G.shape[0], dtype=G.dtype, device=dev), Hd.T @ torch.ones(len(Hd), dtype=Hd.dtype, device=dev))
+    return v, (Hd @ v).float()
+
+
+def _fit_rounds(model, head, weight, bias, ids, freq, rows, encoder_ids, rounds, mode, dev, tokenizer, cfg) -> dict:
+    """Collect hidden states, fit the shifts and apply them, ``rounds`` times; what each round did."""
     ids_dev = ids.to(dev)
-    total_shift = torch.zeros(len(ids), dtype=torch.float64, device=dev)
-    history, shifts_per_round, directions = [], [], []
-    try:
-        for r in range(rounds):
-            H = _hidden_states(model, head, rows, _pad_id(tokenizer, model), batch_size, weight.device, progress, encoder_ids).to(dev)
-            W = weight.detach().to(dev, torch.float32)
-            b_vec = None if bias is None else bias.detach().to(dev, torch.float32)
-            if mode == "direction":
-                Hd = H.double()
-                G = Hd.T @ Hd
-                lam = ridge * float(G.diagonal().mean())
-                v = torch.linalg.solve(G + lam * torch.eye(G.shape[0], dtype=G.dtype, device=dev), Hd.T @ torch.ones(len(Hd), dtype=Hd.dtype, device=dev))
-                gain = (Hd @ v).float()
-                del Hd, G
+    out = {"total": torch.zeros(len(ids), dtype=torch.float64, device=dev), "history": [], "shifts": [], "directions": []}
+    for r in range(rounds):
+        H = _hidden_states(model, head, rows, pad_token_id(tokenizer, model), cfg.batch_size, weight.device, cfg.progress, encoder_ids).to(dev)
+        W = weight.detach().to(dev, torch.float32)
+        b_vec = None if bias is None else bias.detach().to(dev, torch.float32)
+        if mode == "direction":
+            v, gain = _shift_direction(H, cfg.ridge, dev)
+        else:
+            gain = torch.ones(H.shape[0], device=dev)
+        shift, before, after = _fit_shifts(H, W, b_vec, ids_dev, freq, gain, cfg.iterations, cfg.max_shift, cfg.cache_bytes)
+        if r == 0:
+            out["mass_before"] = before
+        out["history"].append({"round": r, "positions": int(H.shape[0]), "mass_after": round(after, 4)})
+        if mode == "direction":
+            out["history"][-1].update(direction_norm=round(float(v.norm()), 4), hv_std=round(float(gain.std()), 4))
+        with torch.no_grad():
+            if mode == "bias":
+                bias[ids.to(bias.device)] += shift.to(bias.device, bias.dtype)
             else:
-                gain = torch.ones(H.shape[0], device=dev)
-            shift, before, after = _fit_shifts(H, W, b_vec, ids_dev, freq, gain, iterations, max_shift, cache_bytes)
-            if r == 0:
-                mass_before = before
-            history.append({"round": r, "positions": int(H.shape[0]), "mass_after": round(after, 4)})
-            if mode == "direction":
-                history[-1].update(direction_norm=round(float(v.norm()), 4), hv_std=round(float(gain.std()), 4))
-            with torch.no_grad():
-                if mode == "bias":
-                    bias[ids.to(bias.device)] += shift.to(bias.device, bias.dtype)
-                else:
-                    weight[ids.to(weight.device)] += (shift.float()[:, None] * v.float()[None, :]).to(weight.device, weight.dtype)
-            total_shift += shift
-            shifts_per_round.append(shift.cpu().numpy())
-            if mode == "direction":
-                directions.append(v.float().cpu().numpy())
-            del H
-    finally:
-        model.train(was_training)
+                weight[ids.to(weight.device)] += (shift.float()[:, None] * v.float()[None, :]).to(weight.device, weight.dtype)
+        out["total"] += shift
+        out["shifts"].append(shift.cpu().numpy())
+        if mode == "direction":
+            out["directions"].append(v.float().cpu().numpy())
+        del H
+    return out
+
+
+def _summary(fit: dict, ids, freq, mode: str, tied: bool, rounds: int, cfg: CalibrationConfig, started: float) -> dict:
+    history = fit["history"]
     stats = {
         "calibrated": int(len(ids)),
         "mode": mode,
         "tied": bool(tied),
         "rounds": rounds,
-        "iterations": iterations,
-        "corpus_share": round(float(freq[ids_dev].sum()), 4),
-        "mass_before": round(mass_before, 4),
+        "iterations": cfg.iterations,
+        "corpus_share": round(float(freq[ids.to(freq.device)].sum()), 4),
+        "mass_before": round(fit["mass_before"], 4),
         "mass_after": history[-1]["mass_after"],
-        "mean_abs_shift": round(float(total_shift.abs().mean()), 4),
+        "mean_abs_shift": round(float(fit["total"].abs().mean()), 4),
         "history": history,
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -334,9 +400,4 @@ def calibrate_new_tokens(
             f"{stats['corpus_share']:.3f}.{why}"
         )
         logger.warning("%s", stats["warning"])
-    if record is not None:
-        record.update(mode=mode, ids=ids.numpy(), shifts=np.stack(shifts_per_round))
-        if directions:
-            record["directions"] = np.stack(directions)
-    logger.info("calibration: %s", {k: v for k, v in stats.items() if k != "history"})
     return stats

@@ -21,16 +21,23 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import importlib.resources
 import json
 import logging
+import mmap
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, try_to_load_from_cache
+
+from . import __version__
+from .errors import UnknownMethodError
+from .evaluate import tokenizer_stats
+from .methods import get_method
+from .record import CARD_FILE, read_record
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +80,7 @@ class TokenizerStats:
     @classmethod
     def measure(cls, tokenizer, texts: list[str]) -> "TokenizerStats":
         """Tokenize ``texts`` (without special tokens) and count, as :mod:`hf_vocabswap.evaluate` does."""
-        texts = [t for t in texts if t]
-        try:
-            from .evaluate import tokenizer_stats
-        except ImportError:  # an install without the evaluation module: plain counts
-            unk = getattr(tokenizer, "unk_token_id", None)
-            ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-            return cls(
-                texts=len(texts),
-                words=sum(len(t.split()) for t in texts),
-                characters=sum(len(t) for t in texts),
-                tokens=sum(len(row) for row in ids),
-                unknown=sum(row.count(unk) for row in ids) if unk is not None else 0,
-            )
-        return cls.from_dict(tokenizer_stats(tokenizer, texts))
+        return cls.from_dict(tokenizer_stats(tokenizer, [t for t in texts if t]))
 
     @classmethod
     def from_dict(cls, stats: dict) -> "TokenizerStats":
@@ -227,9 +221,6 @@ class CardFacts:
 
     @classmethod
     def from_report(cls, report, config=None) -> "CardFacts":
-        from .methods import get_method
-        from .errors import UnknownMethodError
-
         prov = report.provenance or {}
         source = str(prov.get("source") or "unknown")
         try:
@@ -336,8 +327,6 @@ def _source_readme(source: str) -> Path | None:
     repo_id = hub_model_id(source)
     if repo_id is None:
         return None
-    from huggingface_hub import try_to_load_from_cache
-
     cached = try_to_load_from_cache(repo_id, "README.md")
     return Path(cached) if isinstance(cached, str) else None
 
@@ -351,9 +340,6 @@ def _gguf_license(path) -> str | None:
     ``gguf.GGUFReader`` decodes every field (a 262k-token vocabulary takes a minute), so the
     header is walked directly and the walk stops at the key (general.* keys come first).
     """
-    import mmap
-    import struct
-
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             if buf[:4] != b"GGUF" or struct.unpack_from("<I", buf, 4)[0] < 2:
@@ -400,8 +386,6 @@ def _config_dict(config) -> dict:
 
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries the model was made and is loaded with."""
-    from . import __version__
-
     versions = {"hf_vocabswap": __version__}
     for name in _LIBRARIES:
         try:
@@ -640,7 +624,7 @@ def write_model_card(folder, result=None, info: CardInfo | None = None, repo_id:
     from the folder's ``vocabswap.json`` and ``config.json`` (see :func:`render_folder_card`).
     """
     card = render_model_card(result, info, repo_id=repo_id, **kwargs) if result is not None else render_folder_card(folder, info, repo_id=repo_id)
-    path = Path(folder) / "README.md"
+    path = Path(folder) / CARD_FILE
     path.write_text(str(card), encoding="utf-8")
     return path
 
@@ -649,14 +633,10 @@ def render_folder_card(folder, info: CardInfo | None = None, *, repo_id: str | N
     """The card of a saved hf_vocabswap folder, from its ``vocabswap.json`` and ``config.json``.
 
     Raises:
-        FileNotFoundError: the folder has no ``vocabswap.json``.
+        NotAnOutputFolderError: the folder has no ``vocabswap.json``, or it is damaged.
     """
-    from .result import RECORD_FILE, TransplantReport
-
     folder = Path(folder)
-    record = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
-    known = {f.name for f in dataclasses.fields(TransplantReport)}
-    report = TransplantReport(**{k: v for k, v in record.items() if k in known})
+    report = read_record(folder)
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else None
     return render_model_card(None, info, repo_id=repo_id, template=template, report=report, config=config)

@@ -10,12 +10,24 @@ import argparse
 import json
 import logging
 import os
+import runpy
 import sys
 import types
 import typing
 from pathlib import Path
 
-from .errors import MethodOptionError, VocabSwapError
+import transformers
+
+from .errors import MethodOptionError, OutputExistsError, VocabSwapError
+from .evaluate import evaluate_model, format_results
+from .hub import push_folder
+from .loading import load_tokenizer
+from .methods import available_methods, get_method
+from .progress import disable_progress_bars
+from .quickstart import run_quickstart
+from .tokenizer_training import check_trained_tokenizer, train_tokenizer
+from .train import continue_pretraining
+from .transplant import DEFAULT_METHOD, transplant_tokenizer
 
 logger = logging.getLogger("hf_vocabswap")
 
@@ -42,8 +54,6 @@ def _converter(annotation):
 
 def _method_option_table() -> dict[str, dict]:
     """flag name -> {"dest", "type", "methods": set, "help"} over all registered methods."""
-    from .methods import available_methods, get_method
-
     table: dict[str, dict] = {}
     for name in available_methods():
         for field_name, annotation, default, help_text in get_method(name).config_class.option_fields():
@@ -53,8 +63,6 @@ def _method_option_table() -> dict[str, dict]:
 
 
 def _add_common_transplant_args(p: argparse.ArgumentParser) -> None:
-    from .transplant import DEFAULT_METHOD
-
     p.add_argument("--method", default=DEFAULT_METHOD, help=f"initialization method (default: {DEFAULT_METHOD}; see `hf-vocabswap methods`)")
     p.add_argument("--corpus", nargs="+", help="target-language text file(s) or folder, for methods that learn from text")
     p.add_argument("--seed", type=int, default=42)
@@ -89,7 +97,7 @@ def _method_options(args, table) -> dict:
         value = getattr(args, f"opt_{field_name}", None)
         if value is None:
             continue
-        if args.method != "auto" and args.method not in entry["methods"]:
+        if not set(get_method(args.method).candidates()) & entry["methods"]:
             raise MethodOptionError(
                 f"--{field_name.replace('_', '-')} is an option of {', '.join(sorted(entry['methods']))}, "
                 f"not of --method {args.method}."
@@ -100,24 +108,17 @@ def _method_options(args, table) -> dict:
 
 def _configure_output(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
-    import transformers
-
     transformers.utils.logging.set_verbosity_error()
     if quiet:
+        # Every bar: hf_vocabswap's groups, the Hub's downloads, transformers' loading and saving.
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         transformers.utils.logging.disable_progress_bar()
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
+        disable_progress_bars(None)
 
 
 def cmd_transplant(args, table) -> int:
-    from .transplant import transplant_tokenizer
-
     out = Path(args.out)
     if out.exists() and not args.overwrite:
-        from .errors import OutputExistsError
-
         raise OutputExistsError(out)
     corpus = args.corpus[0] if args.corpus and len(args.corpus) == 1 else args.corpus
     result = transplant_tokenizer(
@@ -141,13 +142,8 @@ def cmd_transplant(args, table) -> int:
 
 
 def cmd_train_tokenizer(args) -> int:
-    from .loading import load_tokenizer
-    from .tokenizer_training import check_trained_tokenizer, train_tokenizer
-
     out = Path(args.out)
     if out.exists() and not args.overwrite:
-        from .errors import OutputExistsError
-
         raise OutputExistsError(out)
     source = load_tokenizer(args.source_tokenizer)
     corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
@@ -161,28 +157,23 @@ def cmd_train_tokenizer(args) -> int:
 
 
 def cmd_methods(args, table) -> int:
-    from .methods import available_methods, get_method
-
     for name in available_methods():
         cls = get_method(name)
         needs = " (needs --corpus)" if cls.needs_corpus else ""
-        print(f"{name}{needs}: {cls.summary}")
+        picks = f" Picks one of: {', '.join(cls.candidates())}; their options apply." if cls.candidates() != (name,) else ""
+        print(f"{name}{needs}: {cls.summary}{picks}")
         for field_name, _, default, help_text in cls.config_class.option_fields():
             print(f"    --{field_name.replace('_', '-')} (default {default!r}): {help_text}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_model, format_results
-
     results = evaluate_model(args.model, args.text, max_chars=args.max_chars, max_length=args.max_length, batch_size=args.batch_size)
     print(format_results(results) if not args.json else json.dumps(results, indent=1, default=str))
     return 0
 
 
 def cmd_train(args) -> int:
-    from .train import continue_pretraining
-
     summary = continue_pretraining(
         args.model,
         args.text,
@@ -207,23 +198,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_push(args) -> int:
-    from .hub import push_folder
-
     info = push_folder(args.folder, args.repo_id, private=not args.public, revision=args.revision)
     print(f"pushed {args.folder} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
     return 0
 
 
 def cmd_quickstart(args) -> int:
-    from .quickstart import run_quickstart
-
     run_quickstart(out=Path(args.out), method=args.method, overwrite=args.overwrite, lapt_steps=args.lapt_steps, vocab_size=args.vocab_size)
     return 0
 
 
 def cmd_demo(args) -> int:
-    import runpy
-
     app = Path(__file__).resolve().parent.parent / "spaces" / "hf-vocabswap-demo" / "app.py"
     if not app.is_file():
         raise VocabSwapError(f"The demo app is not at {app}; run it from a clone of the repository.")

@@ -30,7 +30,10 @@ from pathlib import Path
 
 import torch
 
+from .corpus import Corpus, first_chars
 from .errors import MissingSpecialTokenError, ModelError, TokenizerError
+from .loading import load_model, load_tokenizer, resolve_source
+from .progress import progress_bar
 from .surgery import model_kind
 
 logger = logging.getLogger(__name__)
@@ -198,12 +201,6 @@ def max_sequence_length(model, tokenizer=None) -> int | None:
     return min(limits) if limits else None
 
 
-def _progress(iterable=None, *, total=None, desc: str, enabled: bool):
-    from huggingface_hub.utils import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False, name="hf_vocabswap")
-
-
 def _model_device(model) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -211,7 +208,8 @@ def _model_device(model) -> torch.device:
         return torch.device("cpu")
 
 
-def _pad_id(tokenizer, model) -> int:
+def pad_token_id(tokenizer, model) -> int:
+    """The id that pads a batch: the tokenizer's pad id, else the model config's, else 0."""
     for value in (getattr(tokenizer, "pad_token_id", None), getattr(model.config, "pad_token_id", None)):
         if isinstance(value, int):
             return value
@@ -351,12 +349,14 @@ def bits_per_character(
     }
 
 
-def _batches(items: list, size: int):
+def batched(items: list, size: int):
+    """Consecutive slices of ``items`` of at most ``size`` elements."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
 
-def _stack(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, attention_mask)``, both (len(rows), longest row) int64 on ``device``: rows right-padded with ``pad``."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -412,8 +412,8 @@ def _score(model, rows, pad, batch_size, device, progress, desc, encoder_ids=Non
     at each position predict the target at the same index. For encoder-decoder models the
     input ids are the decoder's and ``encoder_ids`` is the encoder input of every row."""
     nll, n_pred = 0.0, 0
-    for batch in _progress(list(_batches(rows, batch_size)), desc=desc, enabled=progress):
-        ids, mask = _stack([r[0] for r in batch], pad, device)
+    for batch in progress_bar(list(batched(rows, batch_size)), group="evaluate", desc=desc, enabled=progress):
+        ids, mask = pad_batch([r[0] for r in batch], pad, device)
         selector = torch.zeros(ids.shape, dtype=torch.bool)
         targets = []
         for i, (_, positions, tgt) in enumerate(batch):
@@ -448,7 +448,7 @@ def _causal_nll(model, tokenizer, encoded, max_length, batch_size, device, progr
             n_unpred += first - len(prefix)
             if len(window) > first:
                 rows.append((window, list(range(first - 1, len(window) - 1)), window[first:]))
-    nll, n_pred = _score(model, rows, _pad_id(tokenizer, model), batch_size, device, progress, "Bits per character (causal)")
+    nll, n_pred = _score(model, rows, pad_token_id(tokenizer, model), batch_size, device, progress, "Bits per character (causal)")
     objective = f"next-token, windows of {max_length} starting with {prefix or 'no prefix'}"
     return nll, n_pred, n_unpred, len(rows), objective
 
@@ -481,7 +481,7 @@ def _masked_nll(model, tokenizer, encoded, max_length, batch_size, seed, mlm_pro
                 for p in positions:
                     masked[p] = mask_id
                 rows.append((masked, positions, [window[p] for p in positions]))
-    nll, n_pred = _score(model, rows, _pad_id(tokenizer, model), batch_size, device, progress, "Bits per character (masked)")
+    nll, n_pred = _score(model, rows, pad_token_id(tokenizer, model), batch_size, device, progress, "Bits per character (masked)")
     objective = f"masked pseudo-log-likelihood, each token masked once in {k} seeded groups (seed {seed})"
     return nll, n_pred, 0, len(rows), objective
 
@@ -495,11 +495,11 @@ def seq2seq_inputs(model, tokenizer) -> tuple[int, list[int]]:
     if isinstance(start_id, list):
         start_id = start_id[0]
     if not isinstance(start_id, int):
-        start_id = _pad_id(tokenizer, model)
+        start_id = pad_token_id(tokenizer, model)
     encoder_ids = list(tokenizer("", add_special_tokens=True)["input_ids"])
     if not encoder_ids:
         eos = getattr(tokenizer, "eos_token_id", None)
-        encoder_ids = [eos if isinstance(eos, int) else _pad_id(tokenizer, model)]
+        encoder_ids = [eos if isinstance(eos, int) else pad_token_id(tokenizer, model)]
     return start_id, encoder_ids
 
 
@@ -510,7 +510,7 @@ def _seq2seq_nll(model, tokenizer, encoded, max_length, batch_size, device, prog
         for start in range(0, len(ids), max_length):
             window = ids[start : start + max_length]
             rows.append(([start_id] + window[:-1], list(range(len(window))), window))
-    nll, n_pred = _score(model, rows, _pad_id(tokenizer, model), batch_size, device, progress, "Bits per character (seq2seq)", encoder_ids=encoder_ids)
+    nll, n_pred = _score(model, rows, pad_token_id(tokenizer, model), batch_size, device, progress, "Bits per character (seq2seq)", encoder_ids=encoder_ids)
     objective = f"decoder likelihood of the text given encoder input {encoder_ids}, windows of {max_length}"
     return nll, n_pred, 0, len(rows), objective
 
@@ -527,8 +527,6 @@ def load_model_and_tokenizer(model_or_path, tokenizer=None, task: str | None = N
     Raises:
         TokenizerError: a model object without a name was given and no tokenizer.
     """
-    from .loading import load_model, load_tokenizer, resolve_source
-
     if hasattr(model_or_path, "model") and hasattr(model_or_path, "tokenizer") and not hasattr(model_or_path, "get_input_embeddings"):
         return model_or_path.model, load_tokenizer(tokenizer) if tokenizer is not None else model_or_path.tokenizer
     if isinstance(model_or_path, (str, os.PathLike)):
@@ -606,8 +604,6 @@ def evaluate_model(
         >>> results = evaluate_model("xlmr-uk", "uk_heldout.txt")
         >>> print(format_results(results))
     """
-    from .corpus import Corpus, first_chars
-
     corpus = Corpus.coerce(texts_or_file)
     texts = first_chars(corpus, max_chars)
     model, tok = load_model_and_tokenizer(model_or_path, tokenizer, task=task)

@@ -12,81 +12,26 @@ stored by ``hf auth login``) and is never printed, logged or put into an error m
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 from pathlib import Path
 
-from .errors import HubError, NotAnOutputFolderError
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
+
+from .card import render_folder_card, with_repo_id
+from .errors import HubError
+from .record import CARD_FILE, PLAN_FILE, RECORD_FILE, check_output_folder, commit_message as default_commit_message, read_record
 
 logger = logging.getLogger(__name__)
 
-RECORD_FILE = "vocabswap.json"  # the same name as result.RECORD_FILE, without importing torch
-CARD_FILE = "README.md"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # Remote files of these kinds that the folder does not have are deleted in the same commit:
 # a stale shard index or tokenizer file left from an earlier push would win over the new ones.
 REPLACED_PATTERNS = (
     "*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.gguf",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.txt", "vocab.json", "merges.txt", "*.model", "chat_template.jinja",
-    "config.json", "generation_config.json", RECORD_FILE, "vocabswap_plan.safetensors",
+    "config.json", "generation_config.json", RECORD_FILE, PLAN_FILE,
 )
-
-
-def check_output_folder(folder) -> list[Path]:
-    """The files to upload from a complete hf_vocabswap output folder, relative to it.
-
-    A complete folder has ``vocabswap.json`` (the transplant record), ``config.json``, a
-    tokenizer (``tokenizer.json`` or ``tokenizer_config.json``) and readable weights (every
-    shard its index names, with intact safetensors headers). Hidden files and folders
-    (``.cache``, ``.git``) are skipped.
-
-    Raises:
-        NotAnOutputFolderError: the folder does not exist, is not an hf_vocabswap output,
-            or is incomplete (the error lists what is missing).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise NotAnOutputFolderError(folder, [], "it is not a folder" if folder.exists() else "it does not exist")
-    if not (folder / RECORD_FILE).is_file():
-        raise NotAnOutputFolderError(folder, [RECORD_FILE], f"it has no {RECORD_FILE}, so it was not written by hf_vocabswap")
-    try:
-        record = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
-        if not isinstance(record, dict) or "method" not in record or "counts" not in record:
-            raise ValueError("no method or counts")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise NotAnOutputFolderError(folder, [RECORD_FILE], f"its {RECORD_FILE} is damaged ({e})") from None
-    missing = []
-    if not (folder / "config.json").is_file():
-        missing.append("config.json")
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        missing.append(" or ".join(TOKENIZER_FILES))
-    weights = [name for name in WEIGHT_FILES if (folder / name).is_file()]
-    if not weights:
-        missing.append("model weights (model.safetensors)")
-    for index_name in [w for w in weights if w.endswith(".index.json")]:
-        try:
-            shards = set(json.loads((folder / index_name).read_text(encoding="utf-8"))["weight_map"].values())
-        except (ValueError, KeyError) as e:
-            raise NotAnOutputFolderError(folder, [index_name], f"its {index_name} is damaged ({e})") from None
-        missing += sorted(s for s in shards if not (folder / s).is_file())
-    if missing:
-        raise NotAnOutputFolderError(folder, missing)
-    files = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    _check_safetensors(folder, [f for f in files if f.suffix == ".safetensors"])
-    return files
-
-
-def _check_safetensors(folder: Path, files: list[Path]) -> None:
-    from safetensors import safe_open
-
-    for rel in files:
-        try:
-            with safe_open(str(folder / rel), framework="numpy") as f:
-                f.keys()
-        except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
-            raise NotAnOutputFolderError(folder, [str(rel)], f"{rel} is truncated or damaged ({e})") from None
 
 
 def resolve_token(token: str | None = None) -> str:
@@ -97,8 +42,6 @@ def resolve_token(token: str | None = None) -> str:
     """
     if token:
         return token
-    from huggingface_hub import get_token
-
     found = get_token()
     if not found:
         raise HubError(
@@ -129,7 +72,8 @@ def push_folder(
             its visibility (a warning is logged when it is public and ``private`` is True).
         token (`str`, *optional*): a token with write access; defaults to ``HF_TOKEN`` or the
             stored login. Never printed or logged.
-        commit_message (`str`, *optional*): defaults to the record's headline.
+        commit_message (`str`, *optional*): defaults to the record's headline
+            (:func:`hf_vocabswap.record.commit_message`, as ``TransplantResult.push_to_hub`` uses).
         commit_description (`str`, *optional*): the commit's longer description.
         revision (`str`, *optional*): the branch to commit to (default ``main``).
         create_pr (`bool`, defaults to False): open a pull request instead of committing.
@@ -152,8 +96,6 @@ def push_folder(
         >>> info = push_folder("xlmr-uk", "me/xlmr-uk")           # private by default
         >>> print(info.commit_url)
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-
     folder = Path(folder)
     files = check_output_folder(folder)
     token = resolve_token(token)
@@ -161,12 +103,12 @@ def push_folder(
     try:
         return _push(api, folder, files, repo_id, private=private, commit_message=commit_message,
                      commit_description=commit_description, revision=revision, create_pr=create_pr,
-                     delete_stale=delete_stale, add=CommitOperationAdd, delete=CommitOperationDelete)
+                     delete_stale=delete_stale)
     except HubError as e:
         raise _scrubbed(e, token) from None
 
 
-def _push(api, folder, files, repo_id, *, private, commit_message, commit_description, revision, create_pr, delete_stale, add, delete):
+def _push(api, folder, files, repo_id, *, private, commit_message, commit_description, revision, create_pr, delete_stale):
     user = _whoami(api)
     if "/" not in repo_id:
         repo_id = f"{user}/{repo_id}"
@@ -183,26 +125,22 @@ def _push(api, folder, files, repo_id, *, private, commit_message, commit_descri
     for rel in files:
         name = rel.as_posix()
         if name == CARD_FILE:
-            from .card import with_repo_id
-
             text = (folder / rel).read_text(encoding="utf-8")
-            operations.append(add(path_in_repo=name, path_or_fileobj=with_repo_id(text, repo_id).encode("utf-8")))
+            operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=with_repo_id(text, repo_id).encode("utf-8")))
         else:
-            operations.append(add(path_in_repo=name, path_or_fileobj=str(folder / rel)))
+            operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / rel)))
     if not (folder / CARD_FILE).is_file():
-        from .card import render_folder_card
-
         logger.info("%s has no README.md: generating the model card from %s", folder, RECORD_FILE)
-        operations.append(add(path_in_repo=CARD_FILE, path_or_fileobj=str(render_folder_card(folder, repo_id=repo_id)).encode("utf-8")))
+        operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=str(render_folder_card(folder, repo_id=repo_id)).encode("utf-8")))
     local = {op.path_in_repo for op in operations}
     stale = []
     if delete_stale:
         remote = [s.rfilename for s in (getattr(info, "siblings", None) or [])]
         stale = sorted(r for r in remote if r not in local and any(fnmatch.fnmatch(Path(r).name, p) for p in REPLACED_PATTERNS))
-        operations += [delete(path_in_repo=r) for r in stale]
+        operations += [CommitOperationDelete(path_in_repo=r) for r in stale]
 
     if commit_message is None:
-        commit_message = f"hf_vocabswap: {_headline(folder)}"
+        commit_message = default_commit_message(read_record(folder))
     logger.info("pushing %d files%s to %s (%s)", len(local), f", deleting {len(stale)} stale" if stale else "", repo_id,
                 "private" if getattr(info, "private", private) else "public")
     with _hub_errors(repo_id, f"push to {repo_id!r}", namespace=namespace, user=user):
@@ -225,14 +163,6 @@ def _whoami(api) -> str:
     return who["name"]
 
 
-def _headline(folder: Path) -> str:
-    record = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
-    counts = record.get("counts", {})
-    fallback = counts.get("random", 0) + counts.get("mean", 0)
-    return (f"{record.get('method')} transplant, {counts.get('copied', 0)} copied, "
-            f"{counts.get('combined', 0)} combined, {fallback} fallback")
-
-
 class _hub_errors:
     """Turns huggingface_hub and transport errors into HubError with a message that says what to do."""
 
@@ -245,8 +175,6 @@ class _hub_errors:
     def __exit__(self, exc_type, exc, tb):
         if exc is None or isinstance(exc, HubError):
             return False
-        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
-
         if isinstance(exc, OfflineModeIsEnabled):
             raise HubError("Cannot push: HF_HUB_OFFLINE is set. Unset it to reach the Hub.", repo_id=self.repo_id) from None
         if isinstance(exc, HfHubHTTPError):
@@ -268,8 +196,6 @@ class _hub_errors:
                 message = f"Cannot {self.action}: the Hub answered HTTP {status}{detail}."
             raise HubError(message, repo_id=self.repo_id, status_code=status) from None
         if _is_transport_error(exc):
-            from huggingface_hub import constants
-
             raise HubError(f"Cannot {self.action}: the Hub at {constants.ENDPOINT} cannot be reached ({type(exc).__name__}). "
                            "Check the network connection or HF_ENDPOINT.", repo_id=self.repo_id) from None
         return False

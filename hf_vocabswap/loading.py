@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import MismatchError, ModelError, TokenizerError
 
@@ -70,8 +73,46 @@ def load_tokenizer(source, **kwargs):
         raise TokenizerError(f"Cannot load a tokenizer from {source!r}: {e}. Pass a tokenizer object, Hub id or folder.") from e
 
 
+@dataclass
+class SourceModel:
+    """The source of a transplant, loaded.
+
+    Attributes:
+        model: the model to transplant (a copy of a given object unless asked otherwise; on the
+            meta device but for its vocabulary tensors when streamed).
+        tokenizer: the tokenizer the model was trained with.
+        provenance: ``source`` (id, path or object name) and ``source_sha256`` or ``source_revision``.
+        checkpoint: the :class:`hf_vocabswap.streaming.SafetensorsCheckpoint` whose other weights
+            stay on disk (streamed sources), else None.
+    """
+
+    model: Any
+    tokenizer: Any
+    provenance: dict = field(default_factory=dict)
+    checkpoint: Any = None
+
+
+def open_source(model, source_tokenizer=None, *, task: str | None = None, inplace: bool = False) -> SourceModel:
+    """Load the source of a transplant (see :func:`resolve_source`); a given model object is
+    deep-copied unless ``inplace``, so the transplant never changes the caller's model.
+
+    Raises:
+        ModelError, TokenizerError: see :func:`resolve_source`.
+    """
+    given_object = not isinstance(model, (str, bytes, os.PathLike)) and hasattr(model, "get_input_embeddings")
+    loaded, tokenizer, provenance = resolve_source(model, source_tokenizer, task=task)
+    if given_object and not inplace:
+        loaded = copy.deepcopy(loaded)
+    return SourceModel(loaded, tokenizer, provenance)
+
+
 def resolve_source(model, source_tokenizer, task: str | None = None):
-    """(model, source tokenizer, provenance dict) for any accepted form of the source."""
+    """(model, source tokenizer, provenance dict) for any accepted form of the source.
+
+    Raises:
+        ModelError: the source cannot be loaded or is not a transformers model.
+        TokenizerError: a model object without a name was given without its tokenizer.
+    """
     provenance: dict = {}
     if isinstance(model, (str, os.PathLike)):
         provenance["source"] = str(model)

@@ -12,7 +12,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
 from . import assets
+from .errors import OutputExistsError
+from .evaluate import evaluate_model, format_results
+from .tokenizer_training import train_tokenizer
+from .train import continue_pretraining
+from .transplant import transplant_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +43,6 @@ def run_quickstart(
         vocab_size: size of the Ukrainian tokenizer to train.
         train_chars, heldout_chars: how much UA-GEC text to use.
     """
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    from .errors import OutputExistsError
-    from .evaluate import evaluate_model, format_results
-    from .tokenizer_training import train_tokenizer
-    from .transplant import transplant_tokenizer
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(out)
@@ -70,8 +70,6 @@ def run_quickstart(
 
     folder = result.save_pretrained(out, overwrite=overwrite)
     if lapt_steps > 0:
-        from .train import continue_pretraining
-
         print(f"\n[4/4] continued pretraining for {lapt_steps} steps")
         lapt_dir = folder.with_name(folder.name + "-lapt")
         lapt = continue_pretraining(

@@ -30,13 +30,19 @@ import json
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import transformers
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.utils import validate_repo_id
+from safetensors import safe_open
+from transformers import GenerationConfig
 
 from .errors import ModelError
+from .loading import TASK_AUTO_CLASSES, SourceModel, folder_weights_sha256, load_tokenizer
+from .progress import progress_bar
 from .result import TransplantResult
 
 logger = logging.getLogger(__name__)
@@ -113,8 +119,6 @@ class SafetensorsCheckpoint:
 
     def load(self, name: str) -> torch.Tensor:
         """One tensor, read from its file (nothing else of the file is loaded)."""
-        from safetensors import safe_open
-
         with safe_open(str(self.folder / self.weight_map[name]), framework="pt") as f:
             return f.get_tensor(name)
 
@@ -141,8 +145,6 @@ def local_checkpoint(source) -> Path | None:
 def _hub_repo_id(source) -> str | None:
     if not isinstance(source, str) or Path(source).exists() or source.endswith(".gguf"):
         return None
-    from huggingface_hub.utils import validate_repo_id
-
     try:
         validate_repo_id(source)
     except Exception:  # noqa: BLE001 - not a repo id: the in-memory path reports the problem
@@ -163,8 +165,6 @@ def wants_streaming(source) -> bool:
     repo_id = _hub_repo_id(source)
     if repo_id is None:
         return False
-    from huggingface_hub import hf_hub_download
-
     try:
         hf_hub_download(repo_id, INDEX_NAME)
     except Exception:  # noqa: BLE001 - no index (or no access): the in-memory path decides
@@ -178,15 +178,11 @@ def resolve_checkpoint(source) -> tuple[SafetensorsCheckpoint, dict]:
     Raises:
         ModelError: ``source`` is not a folder or Hub id with safetensors weights.
     """
-    from .loading import folder_weights_sha256
-
     path = local_checkpoint(source)
     if path is not None:
         return SafetensorsCheckpoint.open(path), {"source": str(source), "source_sha256": folder_weights_sha256(path)}
     repo_id = _hub_repo_id(source)
     if repo_id is not None:
-        from huggingface_hub import hf_hub_download, snapshot_download
-
         try:
             index = json.loads(Path(hf_hub_download(repo_id, INDEX_NAME)).read_text(encoding="utf-8"))
             weights = sorted(set(index["weight_map"].values()))
@@ -212,10 +208,6 @@ def resolve_checkpoint(source) -> tuple[SafetensorsCheckpoint, dict]:
 
 def _model_class(config, task: str | None):
     """The class the in-memory path loads (:func:`hf_vocabswap.loading.load_model`)."""
-    import transformers
-
-    from .loading import TASK_AUTO_CLASSES
-
     if task is not None:
         if task not in TASK_AUTO_CLASSES:
             raise ModelError(f"task must be one of {sorted(TASK_AUTO_CLASSES)}, not {task!r}")
@@ -232,8 +224,6 @@ def meta_model(folder: Path, checkpoint: SafetensorsCheckpoint, task: str | None
 
     Its dtype is what ``from_pretrained``'s default ``dtype="auto"`` would load.
     """
-    import transformers
-
     config = transformers.AutoConfig.from_pretrained(folder)
     cls = _model_class(config, task)
     dtype = getattr(config, "dtype", None)
@@ -246,8 +236,6 @@ def meta_model(folder: Path, checkpoint: SafetensorsCheckpoint, task: str | None
             model = cls._from_config(config, dtype=dtype)
     model.eval()
     if model.can_generate():
-        from transformers import GenerationConfig
-
         try:
             model.generation_config = GenerationConfig.from_pretrained(folder)
         except OSError:  # as from_pretrained: derive it from config.json
@@ -353,51 +341,24 @@ def load_vocabulary_tensors(model, checkpoint: SafetensorsCheckpoint) -> list[st
 # --------------------------------------------------------------------------- the transplant
 
 
-def transplant_streaming(
-    model,
-    target_tokenizer,
-    method: str,
-    *,
-    source_tokenizer=None,
-    task: str | None = None,
-    **options,
-) -> "StreamingTransplantResult":
-    """:func:`~hf_vocabswap.transplant.transplant_tokenizer` reading only the vocabulary tensors.
+def open_streaming_source(model, source_tokenizer=None, *, task: str | None = None) -> SourceModel:
+    """The source of a streamed transplant: a meta-device model holding only its vocabulary tensors.
 
-    Called by ``transplant_tokenizer`` for sharded safetensors checkpoints and for
-    ``low_memory=True``; takes the same arguments (``options`` holds ``corpus``, ``seed``,
-    ``pad_to_multiple_of``, ``device`` and the method's options).
-
-    Returns:
-        A :class:`StreamingTransplantResult`: report, plan, tokenizer and explanations as
-        usual; its ``.model`` is on the meta device except for the new vocabulary tensors, and
-        ``.save_pretrained`` streams the other weights from the source checkpoint.
+    ``transplant_tokenizer`` plans and applies the transplant on it as on any model (alignment,
+    method, plan and surgery are the in-memory path's own code); the result's
+    :meth:`StreamingTransplantResult.save_pretrained` streams the other weights from the checkpoint.
 
     Raises:
         ModelError: ``model`` is not a folder, snapshot or Hub id with safetensors weights, or
             the checkpoint lacks a vocabulary tensor.
-        Everything ``transplant_tokenizer`` raises.
     """
-    from .loading import load_tokenizer
-    from .transplant import transplant_tokenizer
-
-    started = time.perf_counter()
     checkpoint, provenance = resolve_checkpoint(model)
-    if source_tokenizer is None:
-        source_tokenizer = load_tokenizer(model)
+    tokenizer = load_tokenizer(source_tokenizer if source_tokenizer is not None else model)
     lazy = meta_model(checkpoint.folder, checkpoint, task)
     loaded = load_vocabulary_tensors(lazy, checkpoint)
     logger.info("streaming transplant: loaded %s from %s; other weights stay on disk", ", ".join(loaded), checkpoint.folder)
     lazy.name_or_path = str(model)
-    result = transplant_tokenizer(lazy, target_tokenizer, method, source_tokenizer=source_tokenizer, task=task,
-                                  inplace=True, low_memory=False, **options)
-    report = result.report
-    report.provenance = {**provenance, **{k: v for k, v in report.provenance.items() if k not in provenance}}
-    report.seconds = round(time.perf_counter() - started, 3)
-    return StreamingTransplantResult(
-        model=result.model, tokenizer=result.tokenizer, report=report, plan=result.plan,
-        alignment=result.alignment, source_tokenizer=result.source_tokenizer, checkpoint=checkpoint,
-    )
+    return SourceModel(lazy, tokenizer, provenance, checkpoint)
 
 
 @dataclass
@@ -466,8 +427,6 @@ def write_checkpoint(checkpoint: SafetensorsCheckpoint, folder, replaced: dict[s
     Shards keep their file names; a shard none of whose tensors change is copied as a file.
     Returns the new index (also written as ``model.safetensors.index.json`` when sharded).
     """
-    from huggingface_hub.utils import tqdm
-
     folder = Path(folder)
     missing = sorted(set(replaced) - set(checkpoint.weight_map))
     if missing:
@@ -478,7 +437,7 @@ def write_checkpoint(checkpoint: SafetensorsCheckpoint, folder, replaced: dict[s
     for name, file in checkpoint.weight_map.items():
         by_file.setdefault(file, []).append(name)
     size = sum(checkpoint.file_bytes(f) for f in checkpoint.files)
-    with tqdm(total=size, unit="B", unit_scale=True, desc="Writing shards", name="hf_vocabswap", disable=not progress, leave=False) as bar:
+    with progress_bar(group="save", total=size, unit="B", unit_scale=True, desc="Writing shards", enabled=progress) as bar:
         for file in checkpoint.files:
             src, dst = checkpoint.folder / file, folder / file
             touched = any(n in replaced or n in dropped for n in by_file[file])
@@ -568,7 +527,7 @@ __all__ = [
     "load_vocabulary_tensors",
     "meta_model",
     "resolve_checkpoint",
-    "transplant_streaming",
+    "open_streaming_source",
     "vocabulary_tensors",
     "wants_streaming",
     "write_checkpoint",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import MissingSpecialTokenError, ModelError
-from .methods.base import MixingPlan
+from .plan import MixingPlan
 
 logger = logging.getLogger(__name__)
 

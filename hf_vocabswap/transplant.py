@@ -1,4 +1,19 @@
-"""transplant_tokenizer(): load -> align vocabularies -> plan (method) -> surgery -> result."""
+"""transplant_tokenizer(): plan (load, align, method) then apply (surgery, calibration, report).
+
+The flow runs one way, top to bottom::
+
+    plan_transplant(...)   load the source (in memory, or streamed: only the vocabulary tensors)
+                           resolve the method (``auto`` is a registry entry like any other)
+                           check the inputs, prepare and align the target tokenizer
+                           the method's mixing plan
+    apply_transplant(...)  surgery (input, untied output, biases, config ids)
+                           the adapted tokenizer
+                           output calibration (its own step, when asked or by the method's default)
+                           the report, and the result (streamed results write the rest on save)
+
+``transplant_tokenizer`` is the two in a row; :func:`plan_transplant` alone gives the plan and
+everything it was made from without touching the model.
+"""
 
 from __future__ import annotations
 
@@ -6,60 +21,59 @@ import copy
 import logging
 import os
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
-
+from .calibration import CalibrationConfig, calibrate_new_tokens, new_token_ids
 from .corpus import Corpus
 from .errors import CorpusError, MethodOptionError, NoOverlapError, TokenizerError
-from .loading import check_pair, load_tokenizer, resolve_source, tokenizer_fingerprint
-from .methods import MethodContext, get_method
-from .result import TransplantReport, TransplantResult
+from .loading import SourceModel, check_pair, load_tokenizer, open_source, tokenizer_fingerprint
+from .methods import Method, MethodConfig, MethodContext, get_method
+from .plan import MixingPlan
+from .record import TransplantReport
+from .result import TransplantResult
+from .streaming import StreamingTransplantResult, open_streaming_source, wants_streaming
 from .surgery import apply_plan, check_required_roles, find_embeddings, model_kind
-from .vocab import align_vocabularies
+from .vocab import VocabAlignment, align_vocabularies
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_METHOD", "PlannedTransplant", "adapted_tokenizer", "apply_transplant", "plan_transplant", "transplant_tokenizer"]
 
 DEFAULT_METHOD = "auto"
 
 
-def resolve_auto_method(model, corpus, task: str | None = None) -> tuple[str, str]:
-    """The method ``"auto"`` stands for, and why, from the committed quality benchmarks.
+@dataclass
+class PlannedTransplant:
+    """Everything :func:`plan_transplant` decided, before the model is changed.
 
-    benchmarks/results: on causal Gemma-3-270m -> 32k Ukrainian (H200) the hybrid (top-10
-    neighbours at weight 0.1, output calibration) led zero-shot (2.545 bits/char; FVT 2.865,
-    FOCUS 2.751) and after 400 LAPT steps (1.909; FVT 1.917, FOCUS 2.113); on the masked
-    splade-tiny -> 8k Ukrainian CPU benchmark it led too (quality_cpu.md). So: causal and masked
-    LMs with a corpus get the hybrid; seq2seq models (no benchmark covers them) and transplants
-    without a corpus get FVT, which needs none (``calibrate=True`` works for seq2seq too).
+    Attributes:
+        source: the loaded :class:`~hf_vocabswap.loading.SourceModel` (model, tokenizer, provenance,
+            and the checkpoint when streamed).
+        target_tokenizer: the tokenizer to transplant to (after the method's preparation, e.g. trim).
+        alignment: the :class:`~hf_vocabswap.vocab.VocabAlignment` of source and target.
+        method: the method that made the plan (``auto`` resolved), with its config.
+        plan: the :class:`~hf_vocabswap.plan.MixingPlan`.
+        corpus: the :class:`~hf_vocabswap.corpus.Corpus`, or None.
+        seed: the seed of every random choice.
+        device: where heavy maths runs.
+        calibrate: the caller's ``calibrate`` (None: the method's default; a
+            :class:`~hf_vocabswap.calibration.CalibrationConfig`: on, with its settings).
+        auto_reason: why ``auto`` picked the method, when it did.
+        started: ``time.perf_counter()`` at the start of planning.
     """
-    kind = task or _kind_of(model)
-    if corpus is None:
-        return "fvt", "no corpus given: FVT needs none"
-    if kind in ("causal", "masked"):
-        return "hybrid", f"{kind} LM with a corpus: the calibrated hybrid led zero-shot and after LAPT in benchmarks/results"
-    return "fvt", f"{kind} model: no benchmark covers it; FVT (calibrate=True also works for it)"
 
-
-def _kind_of(model) -> str:
-    if hasattr(model, "get_input_embeddings"):
-        return model_kind(model)
-    if isinstance(model, (str, os.PathLike)):
-        if str(model).endswith(".gguf"):
-            return "causal"
-        try:
-            from transformers import AutoConfig
-
-            config = AutoConfig.from_pretrained(model)
-        except Exception:  # noqa: BLE001 - loading reports the real problem later
-            return "base"
-        arch = (getattr(config, "architectures", None) or [""])[0]
-        if getattr(config, "is_encoder_decoder", False):
-            return "seq2seq"
-        if "MaskedLM" in arch:
-            return "masked"
-        if "CausalLM" in arch or "LMHead" in arch:
-            return "causal"
-    return "base"
+    source: SourceModel
+    target_tokenizer: Any
+    alignment: VocabAlignment
+    method: Method
+    plan: MixingPlan
+    corpus: Corpus | None
+    seed: int
+    device: str = "cpu"
+    calibrate: bool | CalibrationConfig | None = None
+    auto_reason: str | None = None
+    started: float = field(default_factory=time.perf_counter)
 
 
 def transplant_tokenizer(
@@ -75,7 +89,7 @@ def transplant_tokenizer(
     device: str = "cpu",
     inplace: bool = False,
     low_memory: bool | None = None,
-    calibrate: bool | None = None,
+    calibrate: bool | CalibrationConfig | None = None,
     **method_options,
 ) -> TransplantResult:
     """Swap a model's vocabulary for ``target_tokenizer`` and initialize the new embeddings.
@@ -87,12 +101,13 @@ def transplant_tokenizer(
             ``method="trim"`` accepts ``None`` or the source tokenizer and trims it with the
             corpus (see :meth:`Method.prepare_target_tokenizer`).
         method: a registered method name (see :func:`hf_vocabswap.available_methods`), or
-            "auto" (the default): the hybrid for masked LMs given a corpus, FVT otherwise, as the
-            committed quality benchmarks recommend (see :func:`resolve_auto_method`).
+            "auto" (the default): the calibrated hybrid for causal and masked LMs given a corpus,
+            FVT otherwise, as the committed quality benchmarks recommend
+            (:mod:`hf_vocabswap.methods.auto`).
         source_tokenizer: the tokenizer the model was trained with; found from the model's
             name when omitted.
         corpus: target-language text (path, list of strings or ``datasets`` dataset) for
-            methods that learn from it (FOCUS).
+            methods that learn from it (FOCUS, the hybrid) and for calibration.
         seed: seeds every random choice; same inputs and seed give bit-identical weights.
         task: force "masked", "causal", "seq2seq" or "base" when loading by name.
         pad_to_multiple_of: round the vocabulary rows up to a multiple of this.
@@ -103,8 +118,9 @@ def transplant_tokenizer(
             and Hub ids of sharded safetensors; True: for any safetensors folder or Hub id.
         calibrate: after the surgery, shift the new tokens' output scores so that the model
             predicts each about as often as the corpus uses it (:mod:`hf_vocabswap.calibration`;
-            causal, masked and encoder-decoder LMs; needs ``corpus``). None (default): the method's default
-            (on for ``hybrid``, where the corpus allows it).
+            causal, masked and encoder-decoder LMs; needs ``corpus``). None (default): the
+            method's default (on for ``hybrid``, where the corpus allows it). A
+            :class:`~hf_vocabswap.calibration.CalibrationConfig` calibrates with those settings.
         **method_options: options of the chosen method (its config dataclass fields).
 
     Returns:
@@ -113,7 +129,7 @@ def transplant_tokenizer(
 
     Raises:
         UnknownMethodError: ``method`` is not registered.
-        MethodOptionError: an option the method does not have.
+        MethodOptionError: an option the method does not have, or calibration asked for a streamed model.
         CorpusError: the method needs a corpus and none (or an empty one) was given.
         MissingSpecialTokenError: the target lacks a special token the model uses.
         ModelError: the model has no input embeddings.
@@ -127,152 +143,189 @@ def transplant_tokenizer(
         >>> print(result.report)
         >>> result.save_pretrained("xlmr-uk")
     """
+    planned = plan_transplant(
+        model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=corpus, seed=seed, task=task,
+        device=device, inplace=inplace, low_memory=low_memory, calibrate=calibrate, **method_options,
+    )
+    return apply_transplant(planned, pad_to_multiple_of=pad_to_multiple_of)
+
+
+def plan_transplant(
+    model,
+    target_tokenizer,
+    method: str = DEFAULT_METHOD,
+    *,
+    source_tokenizer=None,
+    corpus=None,
+    seed: int = 42,
+    task: str | None = None,
+    device: str = "cpu",
+    inplace: bool = False,
+    low_memory: bool | None = None,
+    calibrate: bool | CalibrationConfig | None = None,
+    **method_options,
+) -> PlannedTransplant:
+    """Load, check and align, and make the method's plan; the model is not changed yet.
+
+    Takes the arguments of :func:`transplant_tokenizer` (but ``pad_to_multiple_of``, which
+    :func:`apply_transplant` takes) and raises its errors.
+
+    Returns:
+        A :class:`PlannedTransplant`; pass it to :func:`apply_transplant`.
+    """
     started = time.perf_counter()
     corpus = Corpus.coerce(corpus)
-    auto_reason = None
-    if method == "auto":
-        method, auto_reason = resolve_auto_method(model, corpus, task)
-        logger.info("method auto -> %s (%s)", method, auto_reason)
-    method_cls = get_method(method)
-    config = method_cls.config_class.from_options(method, method_options)
-    if method_cls.needs_corpus and corpus is None and not _has_prebuilt_resource(config):
-        raise CorpusError(
-            f"Method {method!r} learns from target-language text: pass corpus=... (a text file, "
-            "a list of strings or a datasets dataset)."
+    requested = get_method(method)
+    _check_requested(requested, method_options, corpus, calibrate)
+    streamed = bool(low_memory) or (low_memory is None and isinstance(model, (str, os.PathLike)) and wants_streaming(model))
+    if streamed and calibrate:
+        raise MethodOptionError(
+            "calibrate=True runs the model on the corpus, which needs it in memory: pass low_memory=False "
+            "(or calibrate=False to stream)."
         )
-
-    if calibrate and corpus is None:
-        raise CorpusError("calibrate=True needs target-language text: pass corpus=... (or calibrate=False).")
-    if low_memory or low_memory is None and isinstance(model, (str, os.PathLike)):
-        from .streaming import transplant_streaming, wants_streaming
-
-        if low_memory or wants_streaming(model):
-            if calibrate:
-                raise MethodOptionError(
-                    "calibrate=True runs the model on the corpus, which needs it in memory: pass low_memory=False "
-                    "(or calibrate=False to stream)."
-                )
-            if calibrate is None and method_cls.calibrates_by_default:
-                logger.warning("%s: output calibration is skipped when streaming (low_memory); it needs the model in memory", method)
-            return transplant_streaming(model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=corpus, seed=seed,
-                                        task=task, pad_to_multiple_of=pad_to_multiple_of, device=device, **method_options)
-
-    given_object = not isinstance(model, (str, bytes)) and hasattr(model, "get_input_embeddings")
-    model, source_tokenizer, provenance = resolve_source(model, source_tokenizer, task=task)
-    if given_object and not inplace:
-        model = copy.deepcopy(model)
-    method_impl = method_cls(config)
-    # Methods may derive the target from the source (trim); the default keeps it as given.
-    target_tokenizer = method_impl.prepare_target_tokenizer(load_tokenizer(target_tokenizer), source_tokenizer, corpus)
-    if target_tokenizer is None:
-        raise TokenizerError(f"No target tokenizer was given, and method {method!r} does not make one. Pass target_tokenizer=...")
-    check_pair(model, source_tokenizer, "source")
-    find_embeddings(model)  # fails early on models without input embeddings
-
-    alignment = align_vocabularies(source_tokenizer, target_tokenizer)
-    check_required_roles(model, alignment.source, alignment.target)
-    logger.info("overlap: %d of %d target tokens (%s mode)", alignment.overlap_size, len(target_tokenizer), alignment.mode)
-    if alignment.overlap_size == 0 and method not in ("random", "mean"):
-        raise NoOverlapError(
-            "The source and target tokenizers share no token (not even special tokens by role), so "
-            f"{method!r} has nothing to copy from. Check that the target tokenizer is the one you meant, "
-            "or use method='random'."
-        )
-
-    handles = find_embeddings(model)
-    ctx = MethodContext(
-        alignment=alignment,
-        source_tokenizer=source_tokenizer,
-        target_tokenizer=target_tokenizer,
-        input_embeddings=handles.input_weight,
-        output_embeddings=handles.output_weight,
-        model=model,
-        corpus=corpus,
-        seed=seed,
-        device=device,
-        is_causal=model_kind(model) == "causal",
-    )
-    plan = method_impl.plan(ctx)
+    if streamed:
+        source = open_streaming_source(model, source_tokenizer, task=task)
+    else:
+        source = open_source(model, source_tokenizer, task=task, inplace=inplace)
+    method_cls, auto_reason = requested.resolve(model_kind=model_kind(source.model), has_corpus=corpus is not None)
+    if auto_reason:
+        logger.info("method %s -> %s (%s)", requested.name, method_cls.name, auto_reason)
+    impl = method_cls(method_cls.config_class.from_options(method_cls.name, method_options))
+    _check_corpus(impl, corpus)
+    if streamed and calibrate is None and method_cls.calibrates_by_default:
+        logger.warning("%s: output calibration is skipped when streaming (low_memory); it needs the model in memory", method_cls.name)
+        calibrate = False
+    target, alignment = _prepare_target(impl, target_tokenizer, source, corpus)
+    ctx = MethodContext.create(alignment, source.tokenizer, target, model=source.model, corpus=corpus, seed=seed, device=device)
+    plan = impl.plan(ctx)
+    if plan.num_target != len(target):
+        raise RuntimeError(f"method {method_cls.name!r} planned {plan.num_target} rows for {len(target)} target tokens")
     if auto_reason:
         plan.stats["auto"] = auto_reason
-    if plan.num_target != len(target_tokenizer):
-        raise RuntimeError(f"method {method!r} planned {plan.num_target} rows for {len(target_tokenizer)} target tokens")
+    return PlannedTransplant(source, target, alignment, impl, plan, corpus, seed, device, calibrate, auto_reason, started)
 
+
+def apply_transplant(planned: PlannedTransplant, *, pad_to_multiple_of: int | None = None) -> TransplantResult:
+    """Apply a plan: surgery on the model, the adapted tokenizer, calibration, the report.
+
+    Args:
+        planned: what :func:`plan_transplant` returned (its model is changed in place).
+        pad_to_multiple_of: round the vocabulary rows up to a multiple of this.
+
+    Returns:
+        A :class:`TransplantResult` (a :class:`~hf_vocabswap.streaming.StreamingTransplantResult`
+        for a streamed source).
+
+    Raises:
+        CorpusError, ModelError: calibration cannot run on the corpus or the model.
+    """
+    model, plan, alignment = planned.source.model, planned.plan, planned.alignment
     surgery = apply_plan(
-        model,
-        plan,
-        seed=seed,
-        source_to_target_special=alignment.source_to_target_special(),
-        target_roles=alignment.target.roles,
-        pad_to_multiple_of=pad_to_multiple_of,
+        model, plan, seed=planned.seed, source_to_target_special=alignment.source_to_target_special(),
+        target_roles=alignment.target.roles, pad_to_multiple_of=pad_to_multiple_of,
     )
-    tokenizer = _finish_tokenizer(target_tokenizer, source_tokenizer)
-    calibration = _calibrate(model, tokenizer, corpus, plan, alignment, method_cls, calibrate, seed, device)
+    tokenizer = adapted_tokenizer(planned.target_tokenizer, planned.source.tokenizer)
+    calibration = _calibration_step(planned, tokenizer)
     if calibration is not None:
         plan.stats["calibration"] = calibration
     model.name_or_path = ""
-    report = TransplantReport.build(
-        method=method,
-        options=config.to_dict(),
-        seed=seed,
-        alignment=alignment,
-        plan=plan,
-        surgery=surgery,
-        provenance={
-            **provenance,
-            "target_tokenizer": getattr(target_tokenizer, "name_or_path", None) or "<object>",
-            "target_tokenizer_sha256": tokenizer_fingerprint(target_tokenizer),
-            "corpus": corpus.description if corpus is not None else None,
-            "corpus_sha256": corpus.content_hash() if corpus is not None else None,
-        },
-        model_kind=model_kind(model),
-        seconds=time.perf_counter() - started,
-    )
+    report = _report(planned, surgery)
     logger.info("%s", report.headline())
-    return TransplantResult(model=model, tokenizer=tokenizer, report=report, plan=plan, alignment=alignment, source_tokenizer=source_tokenizer)
+    parts = dict(model=model, tokenizer=tokenizer, report=report, plan=plan, alignment=alignment, source_tokenizer=planned.source.tokenizer)
+    if planned.source.checkpoint is not None:
+        return StreamingTransplantResult(**parts, checkpoint=planned.source.checkpoint)
+    return TransplantResult(**parts)
 
 
-def uncopied_ids(plan, special_ids) -> list[int]:
-    """Target ids that ``plan`` did not copy from the source, except ``special_ids``."""
-    from .methods.base import COPIED
-
-    special = {int(i) for i in special_ids}
-    return [int(i) for i in np.flatnonzero(plan.kinds != COPIED) if int(i) not in special]
-
-
-def new_token_ids(plan, alignment) -> list[int]:
-    """Target ids that were not copied from the source (and are not special tokens)."""
-    return uncopied_ids(plan, alignment.target.special_ids)
-
-
-def _calibrate(model, tokenizer, corpus, plan, alignment, method_cls, calibrate, seed, device) -> dict | None:
-    """Run output calibration when asked (or by the method's default); its stats, or None."""
-    if calibrate is False or (calibrate is None and not method_cls.calibrates_by_default):
-        return None
-    if calibrate is None:
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        reason = "no corpus" if corpus is None else (None if getattr(head, "weight", None) is not None else "the model has no LM head")
-        if reason is not None:
-            logger.info("calibration skipped: %s", reason)
-            return {"skipped": reason}
-    from .calibration import calibrate_new_tokens
-
-    ids = new_token_ids(plan, alignment)
-    record: dict = {}
-    stats = calibrate_new_tokens(model, tokenizer, corpus, ids, seed=seed, device=None if device == "cpu" else device, record=record)
-    plan.calibration = record or None
-    return stats
-
-
-def _has_prebuilt_resource(config) -> bool:
-    return any(getattr(config, name, None) is not None for name in ("fasttext_model", "aux_model"))
-
-
-def _finish_tokenizer(target, source):
-    """A copy of the target tokenizer with sane limits taken from the source."""
+def adapted_tokenizer(target, source):
+    """A copy of the target tokenizer with the source's limits (``model_max_length``, ``padding_side``)."""
     tok = copy.deepcopy(target)
     if getattr(tok, "model_max_length", 0) > 1e20 and getattr(source, "model_max_length", 0) < 1e20:
         tok.model_max_length = source.model_max_length
     if getattr(tok, "padding_side", None) != getattr(source, "padding_side", None) and hasattr(source, "padding_side"):
         tok.padding_side = source.padding_side
     return tok
+
+
+# ---------------------------------------------------------------------------- the checks
+def _check_requested(requested: type[Method], options: dict, corpus, calibrate) -> None:
+    """Checks that need no model: options of the method (or of those ``auto`` may pick), corpus."""
+    requested.check_options(options)
+    if requested.candidates() == (requested.name,):
+        _check_corpus(requested(requested.config_class.from_options(requested.name, options)), corpus)
+    if calibrate and corpus is None:
+        raise CorpusError("calibrate=True needs target-language text: pass corpus=... (or calibrate=False).")
+
+
+def _check_corpus(impl: Method, corpus) -> None:
+    if corpus is None and impl.needs_text():
+        raise CorpusError(
+            f"Method {impl.name!r} learns from target-language text: pass corpus=... (a text file, "
+            "a list of strings or a datasets dataset)."
+        )
+
+
+def _prepare_target(impl: Method, target_tokenizer, source: SourceModel, corpus) -> tuple[Any, VocabAlignment]:
+    """The target tokenizer the method transplants to, aligned with the source's; checks both."""
+    # Methods may derive the target from the source (trim); the default keeps it as given.
+    target = impl.prepare_target_tokenizer(load_tokenizer(target_tokenizer), source.tokenizer, corpus)
+    if target is None:
+        raise TokenizerError(f"No target tokenizer was given, and method {impl.name!r} does not make one. Pass target_tokenizer=...")
+    check_pair(source.model, source.tokenizer, "source")
+    find_embeddings(source.model)  # fails early on models without input embeddings
+    alignment = align_vocabularies(source.tokenizer, target)
+    check_required_roles(source.model, alignment.source, alignment.target)
+    logger.info("overlap: %d of %d target tokens (%s mode)", alignment.overlap_size, len(target), alignment.mode)
+    if alignment.overlap_size == 0 and impl.needs_overlap:
+        raise NoOverlapError(
+            "The source and target tokenizers share no token (not even special tokens by role), so "
+            f"{impl.name!r} has nothing to copy from. Check that the target tokenizer is the one you meant, "
+            "or use method='random'."
+        )
+    return target, alignment
+
+
+# ------------------------------------------------------------------------- applying steps
+def _calibration_step(planned: PlannedTransplant, tokenizer) -> dict | None:
+    """Output calibration when asked (or by the method's default); its stats, or None when not run."""
+    calibrate, method = planned.calibrate, planned.method
+    if calibrate is False or (calibrate is None and not method.calibrates_by_default):
+        return None
+    model = planned.source.model
+    if calibrate is None:
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        reason = "no corpus" if planned.corpus is None else (None if getattr(head, "weight", None) is not None else "the model has no LM head")
+        if reason is not None:
+            logger.info("calibration skipped: %s", reason)
+            return {"skipped": reason}
+    record: dict = {}
+    if isinstance(calibrate, CalibrationConfig):
+        config = calibrate
+    else:  # the transplant's seed and device
+        config = CalibrationConfig(seed=planned.seed, device=None if planned.device == "cpu" else planned.device)
+    ids = new_token_ids(planned.plan, planned.alignment)
+    stats = calibrate_new_tokens(model, tokenizer, planned.corpus, ids, config, record=record)
+    planned.plan.calibration = record or None
+    return stats
+
+
+def _report(planned: PlannedTransplant, surgery: dict) -> TransplantReport:
+    corpus, target = planned.corpus, planned.target_tokenizer
+    config: MethodConfig = planned.method.config
+    return TransplantReport.build(
+        method=planned.method.name,
+        options=config.to_dict(),
+        seed=planned.seed,
+        alignment=planned.alignment,
+        plan=planned.plan,
+        surgery=surgery,
+        provenance={
+            **planned.source.provenance,
+            "target_tokenizer": getattr(target, "name_or_path", None) or "<object>",
+            "target_tokenizer_sha256": tokenizer_fingerprint(target),
+            "corpus": corpus.description if corpus is not None else None,
+            "corpus_sha256": corpus.content_hash() if corpus is not None else None,
+        },
+        model_kind=model_kind(planned.source.model),
+        seconds=time.perf_counter() - planned.started,
+    )

@@ -21,7 +21,7 @@ from hf_vocabswap.calibration import calibrate_new_tokens
 from hf_vocabswap.cli import main
 from hf_vocabswap.evaluate import causal_prefix, max_sequence_length, special_template
 from hf_vocabswap.methods import COPIED
-from hf_vocabswap.result import load_plan
+from hf_vocabswap.plan import load_plan
 from hf_vocabswap.transplant import new_token_ids, transplant_tokenizer
 
 from .families import FAMILIES, FAMILY_BY_NAME, tokenizer_pair

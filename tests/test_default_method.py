@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import torch
 
-from hf_vocabswap.transplant import DEFAULT_METHOD, resolve_auto_method, transplant_tokenizer
+from hf_vocabswap import available_methods, get_method
+from hf_vocabswap.surgery import model_kind
+from hf_vocabswap.transplant import DEFAULT_METHOD, transplant_tokenizer
 
 from .families import FAMILY_BY_NAME, tokenizer_pair
 
 
-def test_default_is_auto():
+def test_default_is_auto_and_auto_is_a_registered_method():
     assert DEFAULT_METHOD == "auto"
+    assert "auto" in available_methods()
+    assert get_method("auto").candidates() == ("hybrid", "fvt")
+
+
+def resolve_auto_method(model, corpus):
+    kind = model if isinstance(model, str) else model_kind(model)
+    method, reason = get_method("auto").resolve(model_kind=kind, has_corpus=corpus is not None)
+    return method.name, reason
 
 
 def test_auto_resolution_by_model_kind():
@@ -25,7 +35,7 @@ def test_auto_resolution_by_model_kind():
     assert resolve_auto_method(bert, None)[0] == "fvt"
     assert resolve_auto_method(gpt, texts)[0] == "hybrid"
     assert resolve_auto_method(gpt, None)[0] == "fvt"
-    assert resolve_auto_method("model.gguf", texts)[0] == "hybrid"
+    assert resolve_auto_method("causal", texts)[0] == "hybrid"  # a GGUF source loads as a causal LM
     t5_src, _ = tokenizer_pair("t5_unigram")
     t5 = FAMILY_BY_NAME["t5"].build(len(t5_src), t5_src)
     assert resolve_auto_method(t5, texts)[0] == "fvt"

@@ -206,7 +206,7 @@ def test_dense_plans_travel_as_int8_rows(quality, tmp_path, splade_path, ukraini
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from hf_vocabswap import train_tokenizer
-    from hf_vocabswap.methods.base import COMBINED, COPIED
+    from hf_vocabswap.plan import COMBINED, COPIED
 
     cfg = tiny(quality)
     model = AutoModelForMaskedLM.from_pretrained(splade_path)
@@ -219,7 +219,7 @@ def test_dense_plans_travel_as_int8_rows(quality, tmp_path, splade_path, ukraini
     # Make the plan dense (every combined row mixes 64 source rows) so that rows are smaller.
     plan = planned.plan
     combined = np.flatnonzero(plan.kinds == COMBINED)
-    from hf_vocabswap.methods.base import PlanBuilder
+    from hf_vocabswap.plan import PlanBuilder
 
     builder = PlanBuilder(plan.num_target, plan.num_source)
     copied = np.flatnonzero(plan.kinds == COPIED)

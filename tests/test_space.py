@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from hf_vocabswap import assets
-from hf_vocabswap.result import PLAN_FILE, RECORD_FILE, explain_row, load_plan
+from hf_vocabswap.plan import load_plan
+from hf_vocabswap.record import PLAN_FILE, RECORD_FILE
 
 SPACE = Path(__file__).resolve().parent.parent / "spaces" / "hf-vocabswap-demo"
 UK_TEXT = "Київ — столиця України. Дніпро ділить місто на правий і лівий береги."
@@ -264,7 +265,7 @@ def test_explain_reads_the_saved_record(app, source, adapted):
     for tid, kind in ((copied, "copied"), (combined, "combined"), (fallback, "random")):
         out = app.explain(str(tid), adapted, source)
         assert f"| {tid} | {kind} |" in out, out
-        expected = explain_row(plan, tid, tgt, src, top=8).split(": ", 1)[1]
+        expected = plan.explain(tid, tgt, src, top=8).split(": ", 1)[1]
         assert expected.replace("|", "\\|") in out
     assert "copied from" in app.explain(str(copied), adapted, source)
     # A vocabulary string and "#id" name the same token; a word is explained piece by piece.

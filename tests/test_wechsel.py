@@ -20,7 +20,8 @@ from hf_vocabswap.auxiliary.fasttext import FastTextParams, train_fasttext
 from hf_vocabswap.cli import main
 from hf_vocabswap.errors import MethodOptionError, MismatchError, ResourceError
 from hf_vocabswap.methods import COMBINED, COPIED, RANDOM, get_method
-from hf_vocabswap.methods.wechsel import orthogonal_procrustes, topk_softmax_mixing
+from hf_vocabswap.methods.mixing import topk_softmax_mixing
+from hf_vocabswap.methods.wechsel import orthogonal_procrustes
 from hf_vocabswap.resources import read_bilingual_dictionary, read_fortunes, write_pairs
 from hf_vocabswap.transplant import transplant_tokenizer
 from hf_vocabswap.vocab import MATCH_ADDED, MATCH_EXACT, MATCH_IDENTITY, MATCH_ROLE

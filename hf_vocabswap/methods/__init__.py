@@ -4,37 +4,8 @@ method means adding one module and nothing else."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-from .base import (
-    COMBINED,
-    COPIED,
-    KIND_NAMES,
-    MEAN,
-    RANDOM,
-    Method,
-    MethodConfig,
-    MethodContext,
-    MixingPlan,
-    PlanBuilder,
-    available_methods,
-    get_method,
-    register_method,
-)
-
-_loaded = False
-
-
-def load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
-
+from ..plan import COMBINED, COPIED, KIND_NAMES, MEAN, RANDOM, MixingPlan, PlanBuilder
+from .base import Method, MethodConfig, MethodContext, available_methods, get_method, load_all, register_method
 
 __all__ = [
     "COMBINED", "COPIED", "KIND_NAMES", "MEAN", "RANDOM", "Method", "MethodConfig", "MethodContext",

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import MEAN, RANDOM, Method, MethodConfig, MethodContext, MixingPlan, PlanBuilder, register_method
+from ..plan import MEAN, MixingPlan, PlanBuilder
+from .base import Method, MethodConfig, MethodContext, register_method
 
 
 @dataclass
@@ -18,6 +19,7 @@ class NoOptions(MethodConfig):
 class RandomInit(Method):
     name = "random"
     config_class = NoOptions
+    needs_overlap = False
     summary = "Every row drawn from N(mean, std) of the source rows, per dimension (seeded)."
 
     def plan(self, ctx: MethodContext) -> MixingPlan:
@@ -28,6 +30,7 @@ class RandomInit(Method):
 class MeanInit(Method):
     name = "mean"
     config_class = NoOptions
+    needs_overlap = False
     summary = "Every row set to the mean of the source rows."
 
     def plan(self, ctx: MethodContext) -> MixingPlan:

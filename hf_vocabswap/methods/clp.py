@@ -39,9 +39,11 @@ import numpy as np
 import torch
 
 from ..errors import MethodOptionError, NoOverlapError
-from .base import MethodConfig, MethodContext, MixingPlan, PlanBuilder, register_method
+from ..plan import MixingPlan, PlanBuilder
+from .base import MethodConfig, MethodContext, register_method
 from .options import check_at_least_one, chunk_size_option, progress_option
-from .target_model import CSRRows, TargetModelMethod, progress_bar, replace_rows, resolve_device, target_model_option
+from ..progress import progress_bar
+from .target_model import CSRRows, TargetModelMethod, resolve_device, target_model_option
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +132,7 @@ def clp_weights(
     new_ids_t = torch.as_tensor(new_ids, device=device)
     csr = CSRRows()
     starts = range(0, m, chunk_size)
-    for start in progress_bar(starts, total=len(starts), desc="CLP similarities", enabled=progress):
+    for start in progress_bar(starts, group="method", total=len(starts), desc="CLP similarities", enabled=progress):
         block = torch.nn.functional.normalize(h[new_ids_t[start : start + chunk_size]], dim=1)
         sims = block @ anchors.T  # (B, N) cosine similarities
         if k < n:
@@ -188,7 +190,7 @@ class CLP(TargetModelMethod):
         rows, indptr, cols, weights = clp_weights(
             helper.input, new, anchors, top_k=cfg.top_k, chunk_size=cfg.chunk_size, device=device, progress=cfg.progress
         )
-        plan = replace_rows(builder.build(), new[rows], indptr, t2s[anchors][cols], weights)
+        plan = builder.build().with_rows(new[rows], indptr, t2s[anchors][cols], weights)
         plan.stats.update(
             {
                 "helper_model": helper.description,

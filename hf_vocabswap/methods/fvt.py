@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from .base import Method, MethodConfig, MethodContext, MixingPlan, register_method
+from ..plan import MixingPlan
+from .base import Method, MethodConfig, MethodContext, register_method
+from .mixing import subword_mean_plan
 
 
 @dataclass
@@ -21,47 +21,6 @@ class FVTConfig(MethodConfig):
         default="mean",
         metadata={"help": "output rows of new tokens: 'mean' of subword rows (FVT) or 'first' subword (EEVE, causal LMs)"},
     )
-
-
-def decompose(ctx: MethodContext, target_ids) -> dict[int, list[int]]:
-    """Source ids of each target token's text, split by the source tokenizer (may be empty)."""
-    src = ctx.alignment.source
-    tgt = ctx.alignment.target
-    out = {}
-    for t in target_ids:
-        form = tgt.forms[t]
-        out[t] = [] if form is None else [s for s in src.segment(form) if s < ctx.num_source]
-    return out
-
-
-def combine_subword_means(builder, ctx: MethodContext, target_ids) -> dict[int, list[int]]:
-    """Set each target token that the source tokenizer can split to the mean of its pieces' rows.
-
-    Returns every token's pieces (empty where nothing represents its text; those rows are left
-    as the builder had them).
-    """
-    pieces = decompose(ctx, target_ids)
-    for t, ids in pieces.items():
-        if ids:
-            builder.combine(t, ids, np.full(len(ids), 1.0 / len(ids)))
-    return pieces
-
-
-def subword_mean_plan(ctx: MethodContext, output_rule: str = "mean") -> tuple[MixingPlan, dict[int, list[int]]]:
-    builder = ctx.base_builder()
-    new_ids = np.flatnonzero(ctx.alignment.target_to_source < 0)
-    pieces = combine_subword_means(builder, ctx, new_ids.tolist())
-    stats = {"decomposed": int(sum(1 for v in pieces.values() if v)), "undecomposable": int(sum(1 for v in pieces.values() if not v))}
-    output = None
-    if output_rule == "first":
-        out_builder = ctx.base_builder()
-        for t, ids in pieces.items():
-            if ids:
-                out_builder.combine(t, ids[:1], [1.0])
-        output = out_builder.build()
-    elif output_rule != "mean":
-        raise ValueError(f"output_rule must be 'mean' or 'first', not {output_rule!r}")
-    return builder.build(stats, output), pieces
 
 
 @register_method

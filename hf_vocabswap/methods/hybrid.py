@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import MethodOptionError
-from .base import COMBINED, COPIED, MixingPlan, Method, MethodContext, register_method
+from ..plan import COMBINED, COPIED, MixingPlan, blend_plans
+from .base import Method, MethodContext, register_method
 from .focus import FOCUS, FOCUSConfig
-from .fvt import subword_mean_plan
+from .mixing import subword_mean_plan, topk_softmax_mixing
 from .options import check_choice, check_neighbors_and_temperature, neighbors_option, temperature_option
 
 GLOBAL_MIXINGS = ("topk", "sparsemax")
@@ -74,8 +75,6 @@ class _TopKFOCUS(FOCUS):
         self.temperature = temperature
 
     def _mix(self, queries, keys, device, dtype):
-        from .wechsel.maths import topk_softmax_mixing
-
         indptr, cols, weights, _ = topk_softmax_mixing(
             queries, keys, k=self.neighbors, temperature=self.temperature, device=device, dtype=dtype,
             chunk_size=self.config.chunk_size, progress=self.config.progress, desc="hf_vocabswap: hybrid neighbours",
@@ -83,54 +82,12 @@ class _TopKFOCUS(FOCUS):
         return indptr, cols, weights
 
 
-def _coo(plan: MixingPlan, rows: np.ndarray):
-    """(row, source id, weight) entries of the given rows of a plan."""
-    lengths = (plan.indptr[1:] - plan.indptr[:-1])[rows]
-    starts = plan.indptr[rows]
-    pos = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
-    return np.repeat(rows, lengths), plan.indices[pos], plan.weights[pos]
-
-
-def blend_plans(local: MixingPlan, global_: MixingPlan, global_weight: float, stats: dict | None = None) -> MixingPlan:
-    """Row-wise convex blend of two plans over the same vocabularies.
-
-    COPIED rows come from ``local`` (both methods copy the same overlap). A row COMBINED in both
-    becomes ``(1 - w) * local + w * global``; a row COMBINED in only one plan takes it; other rows
-    keep ``local``'s fallback. Duplicate source ids in a row are summed.
-    """
-    n = local.num_target
-    if global_.num_target != n or global_.num_source != local.num_source:
-        raise ValueError("plans to blend must have the same target and source sizes")
-    kinds = local.kinds.copy()
-    both = (local.kinds == COMBINED) & (global_.kinds == COMBINED)
-    only_global = (global_.kinds == COMBINED) & (local.kinds != COMBINED) & (local.kinds != COPIED)
-    from_local = np.flatnonzero((local.kinds == COPIED) | (local.kinds == COMBINED))
-    from_global = np.flatnonzero(both | only_global)
-    r1, c1, w1 = _coo(local, from_local)
-    r2, c2, w2 = _coo(global_, from_global)
-    scale1 = np.where(both[r1], 1.0 - global_weight, 1.0)
-    scale2 = np.where(both[r2], global_weight, 1.0)
-    rows = np.concatenate([r1, r2])
-    cols = np.concatenate([c1, c2])
-    vals = np.concatenate([w1 * scale1, w2 * scale2])
-    keys = rows * np.int64(local.num_source) + cols
-    unique, inverse = np.unique(keys, return_inverse=True)
-    summed = np.zeros(len(unique))
-    np.add.at(summed, inverse, vals)
-    u_rows = unique // local.num_source
-    keep = summed != 0
-    u_rows, u_cols, summed = u_rows[keep], (unique % local.num_source)[keep], summed[keep]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(u_rows, minlength=n), out=indptr[1:])
-    kinds[only_global] = COMBINED
-    return MixingPlan(local.num_source, indptr, u_cols.astype(np.int64), summed, kinds, None, dict(stats or {}))
-
-
 @register_method
 class Hybrid(Method):
     name = "hybrid"
     config_class = HybridConfig
     needs_corpus = True
+    corpus_substitutes = ("fasttext_model",)
     calibrates_by_default = True
     summary = (
         "TokenAdapt-style hybrid: new tokens = blend of their source-subword mean (local, FVT) and a "

@@ -34,9 +34,11 @@ import numpy as np
 import torch
 
 from ..errors import MethodOptionError, NoOverlapError
-from .base import MethodConfig, MethodContext, MixingPlan, register_method
+from ..plan import MixingPlan
+from .base import MethodConfig, MethodContext, register_method
 from .options import check_at_least_one, progress_option
-from .target_model import CSRRows, TargetModelMethod, progress_bar, replace_rows, resolve_device, target_model_option
+from ..progress import progress_bar
+from .target_model import CSRRows, TargetModelMethod, resolve_device, target_model_option
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +180,7 @@ def omp_rows(
     csr = CSRRows()
     rel_errors = []
     starts = range(0, len(new_ids), batch)
-    for start in progress_bar(starts, total=len(starts), desc=desc, enabled=cfg.progress):
+    for start in progress_bar(starts, group="method", total=len(starts), desc=desc, enabled=cfg.progress):
         x = x_all[torch.as_tensor(new_ids[start : start + batch], device=device)]
         idx, coef = batch_omp(x, atoms, k, tolerance=cfg.tolerance, normalize_atoms=cfg.normalize_atoms)
         approx = torch.einsum("bk,bkd->bd", coef, atoms[idx])
@@ -229,7 +231,7 @@ class OMP(TargetModelMethod):
                     "regular token (special tokens are not used as atoms)."
                 )
             rows, indptr, cols, weights, stats = omp_rows(matrix, new, atoms, cfg, device=device, desc=f"OMP ({side})")
-            plan = replace_rows(base, new[rows], indptr, t2s[atoms][cols], weights)
+            plan = base.with_rows(new[rows], indptr, t2s[atoms][cols], weights)
             plan.stats = {f"{side}_{key}": value for key, value in stats.items()}
             plan.stats[f"{side}_atoms"] = int(len(atoms))
             plan.stats[f"{side}_combined"] = int(len(rows))

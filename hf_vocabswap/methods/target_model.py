@@ -17,8 +17,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from transformers import AutoTokenizer
+
 from ..errors import MethodOptionError, MismatchError
-from .base import COMBINED, Method, MethodContext, MixingPlan
+from ..gguf import load_gguf
+from ..loading import is_gguf, load_model
+from ..surgery import find_embeddings
+from .base import Method, MethodContext
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +89,6 @@ def target_model_embeddings(model, target_tokenizer, *, option: str, method: str
         MismatchError: its vocabulary is not the target tokenizer's (row count, or its own
             tokenizer's vocabulary differs).
     """
-    from ..loading import is_gguf, load_model
-    from ..surgery import find_embeddings
-
     if model is None:
         raise MethodOptionError(
             f"Method {method!r} needs a model that already uses the target tokenizer: pass {option}=... "
@@ -96,8 +98,6 @@ def target_model_embeddings(model, target_tokenizer, *, option: str, method: str
     if isinstance(model, (str, os.PathLike)):
         description = str(model)
         if is_gguf(model):
-            from ..gguf import load_gguf
-
             model, own_tokenizer = load_gguf(model)
         else:
             own_tokenizer = _try_tokenizer(model)
@@ -127,71 +127,17 @@ def target_model_embeddings(model, target_tokenizer, *, option: str, method: str
 
 
 def _try_tokenizer(path):
-    from transformers import AutoTokenizer
-
     try:
         return AutoTokenizer.from_pretrained(path)
     except Exception:  # noqa: BLE001 - a model without a tokenizer is still usable (rows checked)
         return None
 
 
-def _concat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    return np.repeat(starts - (ends - lengths), lengths) + np.arange(total, dtype=np.int64)
-
-
-def replace_rows(plan: MixingPlan, targets, indptr, indices, weights) -> MixingPlan:
-    """``plan`` with the rows of ``targets`` replaced by COMBINED rows given in CSR form.
-
-    Args:
-        plan: the plan to start from (its ``output`` and ``stats`` are kept).
-        targets: (n,) distinct target ids.
-        indptr: (n + 1,) offsets into ``indices``/``weights``; every row must be non-empty.
-        indices: source ids; weights: their weights (float64).
-
-    Returns:
-        A new :class:`MixingPlan` (vectorized counterpart of ``PlanBuilder.combine`` per row).
-    """
-    targets = np.asarray(targets, dtype=np.int64)
-    indptr = np.asarray(indptr, dtype=np.int64)
-    if len(targets) == 0:
-        return plan
-    lengths = np.diff(plan.indptr)
-    new_lengths = np.diff(indptr)
-    if (new_lengths <= 0).any():
-        raise ValueError("replace_rows needs at least one source row per target row")
-    out_lengths = lengths.copy()
-    out_lengths[targets] = new_lengths
-    out_ptr = np.zeros(plan.num_target + 1, dtype=np.int64)
-    np.cumsum(out_lengths, out=out_ptr[1:])
-    out_idx = np.zeros(out_ptr[-1], dtype=np.int64)
-    out_w = np.zeros(out_ptr[-1], dtype=np.float64)
-    keep = np.ones(plan.num_target, dtype=bool)
-    keep[targets] = False
-    kept = np.flatnonzero(keep)
-    src = _concat_ranges(plan.indptr[kept], lengths[kept])
-    dst = _concat_ranges(out_ptr[kept], lengths[kept])
-    out_idx[dst] = plan.indices[src]
-    out_w[dst] = plan.weights[src]
-    dst = _concat_ranges(out_ptr[targets], new_lengths)
-    out_idx[dst] = np.asarray(indices, dtype=np.int64)
-    out_w[dst] = np.asarray(weights, dtype=np.float64)
-    if len(out_idx) and (out_idx.min() < 0 or out_idx.max() >= plan.num_source):
-        raise ValueError("a mixing plan refers to a source id outside the source vocabulary")
-    kinds = plan.kinds.copy()
-    kinds[targets] = COMBINED
-    return MixingPlan(plan.num_source, out_ptr, out_idx, out_w, kinds, plan.output, dict(plan.stats))
-
-
 class CSRRows:
     """Collects, block by block, the kept entries of new tokens' rows and gives them in CSR form.
 
     For methods that compute a dense (rows x candidates) block of weights per step and keep some
-    entries of it (CLP, OMP); the result feeds :func:`replace_rows`.
+    entries of it (CLP, OMP); the result feeds :meth:`MixingPlan.with_rows`.
     """
 
     def __init__(self):
@@ -225,13 +171,6 @@ class CSRRows:
         columns = np.concatenate(self._columns).astype(np.int64) if self._columns else empty
         weights = np.concatenate(self._weights).astype(np.float64) if self._weights else np.zeros(0)
         return rows, indptr, columns, weights
-
-
-def progress_bar(iterable, *, total: int, desc: str, enabled: bool):
-    """A progress bar in the ``hf_vocabswap`` group (``HF_HUB_DISABLE_PROGRESS_BARS=1`` hides it)."""
-    from huggingface_hub.utils import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, leave=False, name="hf_vocabswap")
 
 
 def resolve_device(device) -> str:

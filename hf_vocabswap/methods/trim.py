@@ -36,8 +36,9 @@ import torch
 
 from ..errors import CorpusError, MethodOptionError, TokenizerError
 from ..trim import KEEP_SPECIAL, check_scripts, kept_source_ids, trim_tokenizer
-from .base import Method, MethodConfig, MethodContext, MixingPlan, PlanBuilder, register_method
-from .fvt import combine_subword_means
+from ..plan import MixingPlan, PlanBuilder
+from .base import Method, MethodConfig, MethodContext, register_method
+from .mixing import combine_subword_means
 
 logger = logging.getLogger(__name__)
 

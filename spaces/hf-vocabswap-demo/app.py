@@ -61,8 +61,8 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from hf_vocabswap import DEFAULT_METHOD, available_methods, get_method  # noqa: E402
-from hf_vocabswap.methods import KIND_NAMES  # noqa: E402
-from hf_vocabswap.result import PLAN_FILE, RECORD_FILE, explain_row, load_plan  # noqa: E402
+from hf_vocabswap.plan import KIND_NAMES, load_plan  # noqa: E402
+from hf_vocabswap.record import PLAN_FILE, RECORD_FILE  # noqa: E402
 
 logger = logging.getLogger("hf_vocabswap.demo")
 
@@ -641,7 +641,7 @@ def explain(token: str, adapted: str, source: str = "") -> str:
                 raise DemoError(f"Id {tid} is not in the adapted vocabulary (0 to {plan.num_target - 1}).")
             raw = bundle.tokenizer.convert_ids_to_tokens(tid)
             kind = KIND_NAMES[int(plan.kinds[tid])]
-            how = explain_row(plan, tid, bundle.tokenizer, src_tok, top=8)
+            how = plan.explain(tid, bundle.tokenizer, src_tok, top=8)
             how = how[len(raw) + 2 :] if how.startswith(f"{raw}: ") else how
             if kind in ("random", "mean"):
                 how += " (no source token to build it from)"

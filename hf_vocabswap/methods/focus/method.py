@@ -39,7 +39,8 @@ import torch
 from ...auxiliary.fasttext import FASTTEXT_SEPARATORS, FastTextAuxiliary, FastTextParams, token_fasttext
 from ...errors import CorpusError, NoOverlapError
 from ...vocab import MATCH_EXACT, CanonicalForm
-from ..base import COMBINED, RANDOM, Method, MethodContext, MixingPlan, PlanBuilder, register_method
+from ...plan import RANDOM, MixingPlan, PlanBuilder
+from ..base import Method, MethodContext, register_method
 from .config import FOCUSConfig
 from .maths import sparsemax_mixing
 from .reference import decode_each, reference_overlap
@@ -70,41 +71,6 @@ def _fasttext_usable(s: str) -> bool:
     return bool(s) and _SEPARATOR.search(s) is None
 
 
-def _with_rows(plan: MixingPlan, targets: np.ndarray, indptr: np.ndarray, sources: np.ndarray, weights: np.ndarray) -> MixingPlan:
-    """``plan`` with the rows of ``targets`` replaced by COMBINED rows given in CSR form.
-
-    Vectorized counterpart of calling ``PlanBuilder.combine`` once per row.
-    """
-    n = plan.num_target
-    new_len = np.diff(plan.indptr)
-    new_len[targets] = np.diff(indptr)
-    out_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(new_len, out=out_ptr[1:])
-    out_idx = np.zeros(out_ptr[-1], dtype=np.int64)
-    out_w = np.zeros(out_ptr[-1], dtype=np.float64)
-
-    def positions(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        total = int(lengths.sum())
-        if total == 0:
-            return np.zeros(0, dtype=np.int64)
-        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-        return offsets + np.arange(total)
-
-    keep = np.ones(n, dtype=bool)
-    keep[targets] = False
-    kept = np.flatnonzero(keep)
-    src_pos = positions(plan.indptr[kept], np.diff(plan.indptr)[kept])
-    dst_pos = positions(out_ptr[kept], np.diff(plan.indptr)[kept])
-    out_idx[dst_pos] = plan.indices[src_pos]
-    out_w[dst_pos] = plan.weights[src_pos]
-    dst_new = positions(out_ptr[targets], np.diff(indptr))
-    out_idx[dst_new] = sources
-    out_w[dst_new] = weights
-    kinds = plan.kinds.copy()
-    kinds[targets] = COMBINED
-    return MixingPlan(plan.num_source, out_ptr, out_idx, out_w, kinds, plan.output, dict(plan.stats))
-
-
 @register_method
 class FOCUS(Method):
     """FOCUS as a registered method: ``get_method("focus")(FOCUSConfig(...)).plan(ctx)``.
@@ -123,6 +89,7 @@ class FOCUS(Method):
     name = "focus"
     config_class = FOCUSConfig
     needs_corpus = True
+    corpus_substitutes = ("fasttext_model",)
     summary = (
         "FOCUS: overlapping tokens copied; new tokens = sparsemax mixtures of overlapping tokens, "
         "weighted by similarity in fastText embeddings trained on target-language text."
@@ -268,7 +235,7 @@ class FOCUS(Method):
         if len(focus):
             # float64 similarities, as the reference computes them.
             indptr, cols, weights = self._mix(vectors[focus], vectors[anchors], device, torch.float64)
-            plan = _with_rows(plan, focus, indptr, t2s[anchors][cols], weights)
+            plan = plan.with_rows(focus, indptr, t2s[anchors][cols], weights)
         counts = plan.counts()
         plan.stats = {
             "mode": "faithful",
@@ -402,8 +369,8 @@ class FOCUS(Method):
                 rows_src.append(np.concatenate([pieces[t] for t in fvt_ids.tolist()]).astype(np.int64))
                 rows_w.append(np.repeat(1.0 / lengths, lengths))
         if rows_t:
-            plan = _with_rows(
-                plan, np.concatenate(rows_t), np.concatenate(rows_ptr), np.concatenate(rows_src), np.concatenate(rows_w)
+            plan = plan.with_rows(
+                np.concatenate(rows_t), np.concatenate(rows_ptr), np.concatenate(rows_src), np.concatenate(rows_w)
             )
         counts = plan.counts()
         random_regular = int(((plan.kinds == RANDOM) & regular).sum())

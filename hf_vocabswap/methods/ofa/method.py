@@ -39,9 +39,9 @@ import torch
 from ...errors import MethodOptionError, NoOverlapError, ResourceError
 from ...resources import load_word_vectors
 from ...vocab import CanonicalForm
-from ..base import RANDOM, Method, MethodContext, MixingPlan, PlanBuilder, register_method
-from ..fvt import combine_subword_means
-from ..wechsel.maths import plain_encoder, topk_softmax_mixing, word_containment_vectors
+from ...plan import RANDOM, MixingPlan, PlanBuilder
+from ..base import Method, MethodContext, register_method
+from ..mixing import combine_subword_means, plain_encoder, topk_softmax_mixing, word_containment_vectors
 from .config import OFAConfig
 
 logger = logging.getLogger(__name__)

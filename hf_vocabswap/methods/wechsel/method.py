@@ -46,16 +46,11 @@ import torch
 from ...errors import MethodOptionError, MismatchError, ResourceError
 from ...resources import WordVectors, default_resource_dir, download, load_word_vectors, read_bilingual_dictionary
 from ...vocab import MATCH_EXACT
-from ..base import RANDOM, Method, MethodContext, MixingPlan, PlanBuilder, register_method
-from ..fvt import combine_subword_means
+from ...plan import RANDOM, MixingPlan, PlanBuilder
+from ..base import Method, MethodContext, register_method
+from ..mixing import combine_subword_means, plain_encoder, topk_softmax_mixing, word_containment_vectors
 from .config import WECHSELConfig
-from .maths import (
-    orthogonal_procrustes,
-    plain_encoder,
-    reference_topk_softmax_mixing,
-    topk_softmax_mixing,
-    word_containment_vectors,
-)
+from .maths import orthogonal_procrustes, reference_topk_softmax_mixing
 
 logger = logging.getLogger(__name__)
 

@@ -2,11 +2,11 @@
 
 ::
 
-    from hf_vocabswap.auto import VocabSwapAutoModelForMaskedLM
+    from hf_vocabswap.wrappers import VocabSwapAutoModelForMaskedLM
 
     model, tokenizer = VocabSwapAutoModelForMaskedLM.from_pretrained(
         "FacebookAI/xlm-roberta-base", target_tokenizer="my-org/uk-32k",
-        method="focus", corpus="uk_train.txt", return_tokenizer=True,
+        corpus="uk_train.txt", return_tokenizer=True,       # method="auto", as the library
     )
 
 The first call runs :func:`hf_vocabswap.transplant.transplant_tokenizer` and saves the
@@ -31,6 +31,18 @@ import os
 import re
 from pathlib import Path
 from typing import Any, ClassVar
+
+import transformers
+from filelock import FileLock
+from huggingface_hub import HfApi, constants
+
+from . import __version__
+from . import transplant as orchestration  # looked up at call time: one entry point, patchable in tests
+from .corpus import Corpus
+from .loading import load_tokenizer, tokenizer_fingerprint
+from .methods import get_method
+from .methods.base import recorded_value
+from .record import RECORD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +96,6 @@ def _file_stats(folder: Path) -> list:
 
 
 def _hub_commit(repo_id: str) -> str | None:
-    from huggingface_hub import HfApi, constants
-
     if not constants.HF_HUB_OFFLINE:
         try:
             return HfApi().model_info(repo_id).sha
@@ -135,13 +145,8 @@ def transplant_cache_key(
     Raises:
         UnknownMethodError, MethodOptionError: as :func:`~hf_vocabswap.transplant.transplant_tokenizer`.
     """
-    from . import __version__
-    from .loading import tokenizer_fingerprint
-    from .methods import get_method
-
-    config = get_method(method).config_class.from_options(method, dict(method_options or {}))
-    options = config.to_dict()
-    opaque = sorted(k for k, v in options.items() if isinstance(v, str) and v.startswith("<") and v.endswith(">") and v != getattr(config, k))
+    options = _keyed_options(method, dict(method_options or {}))
+    opaque = sorted(k for k, v in options.items() if isinstance(v, str) and v.startswith("<") and v.endswith(">") and v != (method_options or {}).get(k))
     if opaque:
         logger.info("not caching: option(s) %s are objects, which cannot be keyed; pass paths instead", ", ".join(opaque))
         return None
@@ -162,6 +167,29 @@ def transplant_cache_key(
     }
 
 
+def _keyed_options(method: str, options: dict) -> dict:
+    """The options that decide the weights: every field of the method's config (defaults filled
+    in); for a dispatcher such as ``auto`` whose pick is not known yet, the given ones.
+
+    Raises:
+        MethodOptionError: an option that neither the method nor any method it may pick has.
+    """
+    cls = get_method(method)
+    cls.check_options(options)
+    if cls.candidates() == (cls.name,):
+        return cls.config_class.from_options(method, options).to_dict()
+    return {k: recorded_value(options[k]) for k in sorted(options)}
+
+
+def keyed_method(method: str, task: str | None, corpus) -> str:
+    """The method a cache key names: a dispatcher (``auto``) resolved when the model kind is known
+    (``task``), so that ``auto`` and the method it picks share one cached folder."""
+    cls = get_method(method)
+    if task is None or cls.candidates() == (cls.name,):
+        return method
+    return cls.resolve(model_kind=task, has_corpus=corpus is not None)[0].name
+
+
 def key_digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")).hexdigest()
 
@@ -177,7 +205,7 @@ def _slug(source) -> str:
 def cached_transplant(
     source,
     target_tokenizer,
-    method: str = "fvt",
+    method: str = "auto",
     *,
     corpus=None,
     seed: int = 42,
@@ -194,7 +222,7 @@ def cached_transplant(
     Args:
         source: Hub id, local model folder or ``.gguf`` file (not a model object).
         target_tokenizer: tokenizer object, Hub id or folder.
-        method: a registered method name.
+        method: a registered method name, or "auto" (the default, as ``transplant_tokenizer``).
         corpus: target-language text (path, list of strings, dataset or Corpus).
         seed: seed of every random choice.
         task: "masked", "causal", "seq2seq" or "base": the Auto class the source loads with.
@@ -220,28 +248,22 @@ def cached_transplant(
 
 
 def _prepare(source, target_tokenizer, method, *, corpus, seed, task, cache_dir, source_tokenizer, pad_to_multiple_of, device, method_options):
-    from .corpus import Corpus
-    from .loading import load_tokenizer
-
     target = load_tokenizer(target_tokenizer)
     src_tok = load_tokenizer(source_tokenizer) if source_tokenizer is not None else None
     corpus = Corpus.coerce(corpus)
-    key = transplant_cache_key(source, target, method, corpus=corpus, seed=seed, task=task, source_tokenizer=src_tok,
+    key = transplant_cache_key(source, target, keyed_method(method, task, corpus), corpus=corpus, seed=seed, task=task, source_tokenizer=src_tok,
                                pad_to_multiple_of=pad_to_multiple_of, device=device, method_options=method_options)
     prepared = dict(source=source, target=target, method=method, source_tokenizer=src_tok, corpus=corpus, seed=seed,
                     task=task, pad_to_multiple_of=pad_to_multiple_of, device=device, method_options=dict(method_options))
     if key is None:
         return None, None, prepared
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return root / f"{_slug(source)}--{method}--{key_digest(key)[:24]}", key, prepared
+    return root / f"{_slug(source)}--{key['method']}--{key_digest(key)[:24]}", key, prepared
 
 
 def _transplant(prepared, **extra):
-    # Looked up on the module at call time, so the orchestration has one entry point.
-    from . import transplant
-
     p = prepared
-    return transplant.transplant_tokenizer(
+    return orchestration.transplant_tokenizer(
         p["source"], p["target"], p["method"], source_tokenizer=p["source_tokenizer"], corpus=p["corpus"],
         seed=p["seed"], task=p["task"], pad_to_multiple_of=p["pad_to_multiple_of"], device=p["device"],
         **extra, **p["method_options"],
@@ -249,10 +271,6 @@ def _transplant(prepared, **extra):
 
 
 def _fill(folder: Path, key: dict, prepared: dict, *, force: bool) -> Path:
-    from filelock import FileLock
-
-    from .result import RECORD_FILE
-
     if (folder / RECORD_FILE).is_file() and not force:
         logger.info("loading the cached transplant %s", folder)
         return folder
@@ -285,7 +303,7 @@ class _VocabSwapAutoBase:
         cls,
         source,
         target_tokenizer,
-        method: str = "fvt",
+        method: str = "auto",
         *,
         corpus=None,
         seed: int = 42,
@@ -303,7 +321,8 @@ class _VocabSwapAutoBase:
         Args:
             source: Hub id, local model folder or ``.gguf`` file.
             target_tokenizer: the new tokenizer (object, Hub id or folder).
-            method: a registered method name (``hf_vocabswap.available_methods()``).
+            method: a registered method name (``hf_vocabswap.available_methods()``); "auto" (the
+                default) picks as ``transplant_tokenizer`` does.
             corpus: target-language text for methods that learn from it.
             seed: seed of every random choice.
             cache_dir: where transplants are cached (default ``$HF_VOCABSWAP_CACHE/transplants``
@@ -323,8 +342,6 @@ class _VocabSwapAutoBase:
             TypeError: ``source`` is a model object.
             Everything :func:`~hf_vocabswap.transplant.transplant_tokenizer` raises.
         """
-        import transformers
-
         folder, key, prepared = _prepare(source, target_tokenizer, method, corpus=corpus, seed=seed, task=cls.task,
                                          cache_dir=cache_dir, source_tokenizer=source_tokenizer,
                                          pad_to_multiple_of=pad_to_multiple_of, device=device, method_options=method_options)

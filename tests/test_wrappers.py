@@ -11,7 +11,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, 
 
 import hf_vocabswap.transplant
 from hf_vocabswap import assets
-from hf_vocabswap.auto import (
+from hf_vocabswap.wrappers import (
     VocabSwapAutoModel,
     VocabSwapAutoModelForCausalLM,
     VocabSwapAutoModelForMaskedLM,
@@ -20,7 +20,7 @@ from hf_vocabswap.auto import (
     default_cache_dir,
 )
 from hf_vocabswap.errors import MethodOptionError
-from hf_vocabswap.result import RECORD_FILE
+from hf_vocabswap.record import RECORD_FILE
 
 from .families import FAMILY_BY_NAME, tokenizer_pair
 
