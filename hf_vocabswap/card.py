@@ -33,7 +33,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, try_to_load_from_cache
 
-from . import __version__
+from .version import __version__
 from .errors import UnknownMethodError
 from .evaluate import tokenizer_stats
 from .methods import get_method
@@ -221,6 +221,7 @@ class CardFacts:
 
     @classmethod
     def from_report(cls, report, config=None) -> "CardFacts":
+        """The facts of a :class:`~hf_vocabswap.record.TransplantReport` and the model config (object or ``config.json`` dict)."""
         prov = report.provenance or {}
         source = str(prov.get("source") or "unknown")
         try:
@@ -509,6 +510,7 @@ def _stats_rows(stats: dict[str, TokenizerStats]) -> list[dict]:
 
 
 def default_model_name(facts: CardFacts) -> str:
+    """The card's title when the user gives none: the source's short name, ``vocabswap`` and the method."""
     src = facts.source
     short = "model" if src.startswith("<") else Path(src.rstrip("/\\")).name.removesuffix(".gguf") or "model"
     if _SNAPSHOT.search(src) and facts.base_model:

@@ -117,6 +117,7 @@ def _configure_output(quiet: bool) -> None:
 
 
 def cmd_transplant(args, table) -> int:
+    """``hf-vocabswap transplant``: transplant, save the output folder, print the report."""
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(out)
@@ -142,6 +143,7 @@ def cmd_transplant(args, table) -> int:
 
 
 def cmd_train_tokenizer(args) -> int:
+    """``hf-vocabswap train-tokenizer``: train a target tokenizer with the source's pipeline and save it."""
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(out)
@@ -157,6 +159,7 @@ def cmd_train_tokenizer(args) -> int:
 
 
 def cmd_methods(args, table) -> int:
+    """``hf-vocabswap methods``: every registered method, what it needs and its options."""
     for name in available_methods():
         cls = get_method(name)
         needs = " (needs --corpus)" if cls.needs_corpus else ""
@@ -168,12 +171,14 @@ def cmd_methods(args, table) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """``hf-vocabswap evaluate``: tokenizer statistics and held-out bits per character of a model."""
     results = evaluate_model(args.model, args.text, max_chars=args.max_chars, max_length=args.max_length, batch_size=args.batch_size)
     print(format_results(results) if not args.json else json.dumps(results, indent=1, default=str))
     return 0
 
 
 def cmd_train(args) -> int:
+    """``hf-vocabswap train``: continued pretraining; prints the summary."""
     summary = continue_pretraining(
         args.model,
         args.text,
@@ -198,17 +203,20 @@ def cmd_train(args) -> int:
 
 
 def cmd_push(args) -> int:
+    """``hf-vocabswap push``: upload an output folder to the Hub in one commit."""
     info = push_folder(args.folder, args.repo_id, private=not args.public, revision=args.revision)
     print(f"pushed {args.folder} to {args.repo_id}: {getattr(info, 'commit_url', info)}")
     return 0
 
 
 def cmd_quickstart(args) -> int:
+    """``hf-vocabswap quickstart``: the embedded default (splade-tiny to Ukrainian), offline."""
     run_quickstart(out=Path(args.out), method=args.method, overwrite=args.overwrite, lapt_steps=args.lapt_steps, vocab_size=args.vocab_size)
     return 0
 
 
 def cmd_demo(args) -> int:
+    """``hf-vocabswap demo``: run the Gradio Space of this repository locally."""
     app = Path(__file__).resolve().parent.parent / "spaces" / "hf-vocabswap-demo" / "app.py"
     if not app.is_file():
         raise VocabSwapError(f"The demo app is not at {app}; run it from a clone of the repository.")
@@ -218,6 +226,7 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The argument parser of every subcommand, and the method-option table its flags came from."""
     table = _method_option_table()
     parser = argparse.ArgumentParser(prog="hf-vocabswap", description="Swap a model's tokenizer and initialize the new embeddings.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
@@ -291,6 +300,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``hf-vocabswap`` command; returns its exit status (2 for a VocabSwapError)."""
     parser, table = build_parser()
     args = parser.parse_args(argv)
     _configure_output(args.quiet)

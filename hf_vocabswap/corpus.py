@@ -49,6 +49,7 @@ class Corpus:
 
     @classmethod
     def coerce(cls, value) -> "Corpus | None":
+        """A :class:`Corpus` of anything accepted as a corpus (None stays None)."""
         if value is None or isinstance(value, Corpus):
             return value
         return cls(value)
@@ -152,6 +153,7 @@ class Corpus:
         return self._hash
 
     def num_characters(self) -> int:
+        """Characters of the whole corpus (one pass over it)."""
         return sum(len(t) for t in self)
 
     def __repr__(self) -> str:

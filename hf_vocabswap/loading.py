@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import transformers
+from transformers import AutoTokenizer
+
 from .errors import MismatchError, ModelError, TokenizerError
+from .gguf import gguf_tokenizer, load_gguf
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +27,7 @@ TASK_AUTO_CLASSES = {
 
 
 def is_gguf(source) -> bool:
+    """Whether ``source`` names an existing ``.gguf`` file."""
     return isinstance(source, (str, os.PathLike)) and str(source).endswith(".gguf") and Path(source).is_file()
 
 
@@ -37,8 +42,6 @@ def load_model(source, task: str | None = None, **kwargs):
     Raises:
         ModelError: the source cannot be loaded.
     """
-    import transformers
-
     if task is not None:
         if task not in TASK_AUTO_CLASSES:
             raise ModelError(f"task must be one of {sorted(TASK_AUTO_CLASSES)}, not {task!r}")
@@ -62,11 +65,7 @@ def load_tokenizer(source, **kwargs):
     if hasattr(source, "backend_tokenizer") or hasattr(source, "convert_ids_to_tokens"):
         return source
     if is_gguf(source):
-        from .gguf import gguf_tokenizer
-
         return gguf_tokenizer(source)
-    from transformers import AutoTokenizer
-
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)
     except Exception as e:  # noqa: BLE001 - re-raised with the fix
@@ -117,8 +116,6 @@ def resolve_source(model, source_tokenizer, task: str | None = None):
     if isinstance(model, (str, os.PathLike)):
         provenance["source"] = str(model)
         if is_gguf(model):
-            from .gguf import load_gguf
-
             loaded, gguf_tok = load_gguf(model)
             provenance["source_sha256"] = file_sha256(model)
             model = loaded
@@ -169,6 +166,7 @@ def check_pair(model, tokenizer, what: str = "source") -> None:
 
 
 def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -177,6 +175,7 @@ def file_sha256(path) -> str:
 
 
 def folder_weights_sha256(path: Path) -> str | None:
+    """SHA-256 over the names and hashes of a folder's weight files (None when it has none)."""
     files = sorted(p for p in Path(path).iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
     if not files:
         return None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from . import __version__
+from .version import __version__
 from .errors import NotAnOutputFolderError
 from .plan import KIND_NAMES, MixingPlan
 

@@ -38,6 +38,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .auxiliary.fasttext import load_fasttext
 from .errors import ResourceError
 
 logger = logging.getLogger(__name__)
@@ -365,6 +366,7 @@ class WordVectors:
         return self.table[i] if i >= 0 else np.zeros(self.dim, dtype=np.float32)
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32 vectors of ``texts`` (zero rows for texts without one)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
             out[i] = self.vector(t)
@@ -431,8 +433,6 @@ def load_word_vectors(source, *, option: str, limit: int | None = None) -> WordV
         if path.suffix in (".vec", ".txt") or path.name.endswith(".vec.gz"):
             words, table = _read_vec(path, limit)
             return WordVectors(words, None, table.shape[1], "table", str(path), table=table)
-        from .auxiliary.fasttext import load_fasttext
-
         try:
             model = load_fasttext(path)
         except ResourceError as e:

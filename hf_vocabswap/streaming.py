@@ -98,12 +98,15 @@ class SafetensorsCheckpoint:
         return sorted(set(self.weight_map.values()))
 
     def file_bytes(self, name: str) -> int:
+        """Size in bytes of one of the checkpoint's files."""
         return (self.folder / name).stat().st_size
 
     def largest_file_bytes(self) -> int:
+        """Size in bytes of the checkpoint's largest file."""
         return max(self.file_bytes(f) for f in self.files)
 
     def tensor_nbytes(self, name: str) -> int:
+        """Bytes of one tensor's data, from its file's header."""
         begin, end = read_header(self.folder / self.weight_map[name])[0][name]["data_offsets"]
         return end - begin
 

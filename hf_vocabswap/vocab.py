@@ -89,6 +89,7 @@ class TokenizerProfile:
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> "TokenizerProfile":
+        """The profile (canonical forms, roles, family) of a fast tokenizer."""
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise TokenizerError(
@@ -290,6 +291,7 @@ class VocabAlignment:
         return out
 
     def summary(self) -> dict:
+        """The alignment in numbers, for the report: mode, families, overlap and matches by kind."""
         counts = {MATCH_NAMES[k]: int((self.match == k).sum()) for k in MATCH_NAMES}
         return {
             "mode": self.mode,

@@ -36,7 +36,7 @@ import transformers
 from filelock import FileLock
 from huggingface_hub import HfApi, constants
 
-from . import __version__
+from .version import __version__
 from . import transplant as orchestration  # looked up at call time: one entry point, patchable in tests
 from .corpus import Corpus
 from .loading import load_tokenizer, tokenizer_fingerprint
@@ -191,6 +191,7 @@ def keyed_method(method: str, task: str | None, corpus) -> str:
 
 
 def key_digest(key: dict) -> str:
+    """SHA-256 of a cache key (sorted JSON)."""
     return hashlib.sha256(json.dumps(key, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")).hexdigest()
 
 

@@ -25,6 +25,7 @@ class AutoConfig(MethodConfig):
 
 @register_method
 class Auto(Method):
+    """The ``auto`` entry: :meth:`resolve` picks the method; it never plans itself."""
     name = "auto"
     config_class = AutoConfig
     summary = "The benchmarks' choice: the calibrated hybrid for causal and masked LMs given a corpus, FVT otherwise."

@@ -230,6 +230,14 @@ class Method:
         return target_tokenizer
 
     def plan(self, ctx: MethodContext) -> MixingPlan:  # pragma: no cover - abstract
+        """The mixing plan of every target token (the method's whole job).
+
+        Args:
+            ctx: the :class:`MethodContext` (read-only).
+
+        Returns:
+            A :class:`~hf_vocabswap.plan.MixingPlan` with one row per target token.
+        """
         raise NotImplementedError
 
     def _device(self, ctx: MethodContext) -> str:

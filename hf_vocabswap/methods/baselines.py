@@ -12,11 +12,13 @@ from .base import Method, MethodConfig, MethodContext, register_method
 
 @dataclass
 class NoOptions(MethodConfig):
+    """The config of methods without options."""
     pass
 
 
 @register_method
 class RandomInit(Method):
+    """Baseline ``random``: every row drawn from N(mean, std) of the source rows."""
     name = "random"
     config_class = NoOptions
     needs_overlap = False
@@ -28,6 +30,7 @@ class RandomInit(Method):
 
 @register_method
 class MeanInit(Method):
+    """Baseline ``mean``: every row the mean source row."""
     name = "mean"
     config_class = NoOptions
     needs_overlap = False
@@ -41,6 +44,7 @@ class MeanInit(Method):
 
 @register_method
 class OverlapInit(Method):
+    """Baseline ``overlap``: shared tokens copied, the rest random."""
     name = "overlap"
     config_class = NoOptions
     summary = "Rows of overlapping tokens copied; the others drawn from N(mean, std) (seeded)."

@@ -61,6 +61,7 @@ CITATION = """@article{ostendorff-rehm-2023-clp,
 
 @dataclass
 class CLPConfig(MethodConfig):
+    """Options of CLP-Transfer (each field's ``help`` is its documentation and CLI help)."""
     helper_model: Any = target_model_option("the cosine similarities of its input embeddings weight the overlapping tokens")
     faithful: bool = field(
         default=False,
@@ -148,6 +149,7 @@ def clp_weights(
 
 @register_method
 class CLP(TargetModelMethod):
+    """CLP-Transfer (Ostendorff & Rehm, 2023) as the registered method ``clp``."""
     name = "clp"
     model_option = "helper_model"
     config_class = CLPConfig

@@ -17,6 +17,7 @@ from .mixing import subword_mean_plan
 
 @dataclass
 class FVTConfig(MethodConfig):
+    """Options of FVT (each field's ``help`` is its documentation and CLI help)."""
     output_rule: str = field(
         default="mean",
         metadata={"help": "output rows of new tokens: 'mean' of subword rows (FVT) or 'first' subword (EEVE, causal LMs)"},
@@ -25,6 +26,7 @@ class FVTConfig(MethodConfig):
 
 @register_method
 class FVT(Method):
+    """FVT (Gee et al., 2022) as the registered method ``fvt``."""
     name = "fvt"
     config_class = FVTConfig
     summary = "Fast Vocabulary Transfer: overlap copied, new tokens = mean of their source subwords."

@@ -46,6 +46,7 @@ OTHER_GLOBAL_WEIGHT = 0.5
 
 @dataclass
 class HybridConfig(FOCUSConfig):
+    """Options of the hybrid: FOCUS's, plus the blend (each field's ``help`` is its documentation)."""
     global_weight: float | None = field(
         default=None,
         metadata={"help": "weight of the global (auxiliary-space neighbours) estimate; 1 - it goes to the local (FVT subword "
@@ -84,6 +85,7 @@ class _TopKFOCUS(FOCUS):
 
 @register_method
 class Hybrid(Method):
+    """The TokenAdapt-style hybrid (module docstring) as the registered method ``hybrid``."""
     name = "hybrid"
     config_class = HybridConfig
     needs_corpus = True

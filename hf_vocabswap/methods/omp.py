@@ -53,6 +53,7 @@ CITATION = """@article{goddard-fernandes-2025-omp,
 
 @dataclass
 class OMPConfig(MethodConfig):
+    """Options of orthogonal matching pursuit (each field's ``help`` is its documentation and CLI help)."""
     donor_model: Any = target_model_option("new tokens are expressed over its embeddings of shared tokens")
     k: int = field(default=64, metadata={"help": "atoms (shared tokens) per new token"})
     tolerance: float = field(
@@ -197,6 +198,7 @@ def omp_rows(
 
 @register_method
 class OMP(TargetModelMethod):
+    """Orthogonal matching pursuit (Goddard & Fernandes, 2025) as the registered method ``omp``."""
     name = "omp"
     model_option = "donor_model"
     config_class = OMPConfig

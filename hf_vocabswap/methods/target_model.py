@@ -174,6 +174,11 @@ class CSRRows:
 
 
 def resolve_device(device) -> str:
+    """``device`` as a string, after checking that a CUDA device asked for exists.
+
+    Raises:
+        MethodOptionError: a CUDA device is asked for and none is available.
+    """
     device = str(device or "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MethodOptionError(f"device={device!r}, but no CUDA GPU is available. Use device='cpu'.")

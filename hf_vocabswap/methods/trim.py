@@ -37,6 +37,7 @@ import torch
 from ..errors import CorpusError, MethodOptionError, TokenizerError
 from ..trim import KEEP_SPECIAL, check_scripts, kept_source_ids, trim_tokenizer
 from ..plan import MixingPlan, PlanBuilder
+from ..surgery import find_embeddings
 from .base import Method, MethodConfig, MethodContext, register_method
 from .mixing import combine_subword_means
 
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrimConfig(MethodConfig):
+    """Options of vocabulary trimming (each field's ``help`` is its documentation and CLI help)."""
     min_frequency: int = field(
         default=1, metadata={"help": "keep a token when the corpus produces it at least this often"}
     )
@@ -81,8 +83,6 @@ def _contains_source(target, source) -> bool:
 
 def parameter_savings(model, rows_after: int) -> dict:
     """Parameters removed by cutting the vocabulary rows of ``model`` down to ``rows_after``."""
-    from ..surgery import find_embeddings
-
     handles = find_embeddings(model)
     rows_before = handles.input_weight.shape[0]
     per_row = handles.input_weight.shape[1]
@@ -103,6 +103,7 @@ def parameter_savings(model, rows_after: int) -> dict:
 
 @register_method
 class Trim(Method):
+    """Vocabulary trimming as the registered method ``trim`` (module docstring)."""
     name = "trim"
     config_class = TrimConfig
     summary = (

@@ -15,6 +15,7 @@ RARE_TOKEN_RULES = ("subword", "fvt", "random")
 
 @dataclass
 class FOCUSConfig(MethodConfig):
+    """Options of FOCUS (each field's ``help`` is its documentation and CLI help)."""
     faithful: bool = field(
         default=False,
         metadata={

@@ -11,6 +11,7 @@ from ..base import MethodConfig
 
 @dataclass
 class OFAConfig(MethodConfig):
+    """Options of OFA (each field's ``help`` is its documentation and CLI help)."""
     word_vectors: Any = field(
         default=None,
         metadata={

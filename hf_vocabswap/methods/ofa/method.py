@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ...errors import MethodOptionError, NoOverlapError, ResourceError
 from ...resources import load_word_vectors
@@ -85,8 +87,6 @@ class Factorization:
 
     def save(self, path) -> Path:
         """Write ``primitives`` and ``coordinates`` as safetensors (atomically)."""
-        from safetensors.torch import save_file
-
         path = Path(path).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -102,8 +102,6 @@ class Factorization:
         Raises:
             ResourceError: the file is missing or is not an OFA factorization.
         """
-        from safetensors import safe_open
-
         path = Path(path).expanduser()
         if not path.is_file():
             raise ResourceError(f"OFA factorization file {str(path)!r} does not exist.")
@@ -144,7 +142,6 @@ class FactorizedPlan(MixingPlan):
     """
 
     keep_dim: int = 0
-    factorization: Factorization | None = None
     _factors: tuple | None = field(default=None, repr=False)  # (key, Factorization, mean coordinate)
 
     def factors(self, source: torch.Tensor, seed: int) -> tuple[Factorization, torch.Tensor]:
@@ -183,6 +180,7 @@ def ofa_token_vectors(tokenizer, words, word_vectors: np.ndarray, num_tokens: in
 
 @register_method
 class OFA(Method):
+    """OFA (Liu et al., 2024) as the registered method ``ofa``."""
     name = "ofa"
     config_class = OFAConfig
     summary = (
@@ -232,8 +230,6 @@ class OFA(Method):
 
     def plan(self, ctx: MethodContext) -> MixingPlan:
         cfg = self.config
-        device = self._device(ctx)
-        n_t, n_s = ctx.num_target, ctx.num_source
         d = ctx.input_embeddings.shape[1]
         keep_dim = cfg.keep_dim if cfg.keep_dim is not None and cfg.keep_dim < d else None
         if keep_dim is not None and ctx.alignment.mode == "extend":
@@ -241,15 +237,38 @@ class OFA(Method):
                 f"OFA keep_dim={keep_dim} replaces every row by its rank-{keep_dim} approximation, but in extend mode "
                 "the existing rows must stay as they are. Leave keep_dim unset (factorized=True still returns factors)."
             )
-
         wv = load_word_vectors(cfg.word_vectors, option="word_vectors", limit=cfg.max_words)
         n_words = len(wv.words) if cfg.max_words is None else min(cfg.max_words, len(wv.words))
         words, matrix = wv.words[:n_words], wv.word_matrix(n_words)
-        n_src_tok = min(len(ctx.source_tokenizer), n_s)
+        n_src_tok = min(len(ctx.source_tokenizer), ctx.num_source)
         s_vec, s_hits = ofa_token_vectors(ctx.source_tokenizer, words, matrix, n_src_tok)
-        t_vec, t_hits = ofa_token_vectors(ctx.target_tokenizer, words, matrix, n_t)
-
+        t_vec, t_hits = ofa_token_vectors(ctx.target_tokenizer, words, matrix, ctx.num_target)
         t2s, lowercase = self._overlap(ctx)
+        plain, mixed, fvt_ids, mean_sim = self._mix(ctx, t2s, s_vec, s_hits, t_vec, t_hits, wv.description)
+        counts = plain.counts()
+        stats = {
+            "word_vectors": wv.description,
+            "words": n_words,
+            "copied": counts["copied"],
+            "copied_lowercase": lowercase,
+            "combined": counts["combined"],
+            "random": counts["random"],
+            "ofa_mixed": mixed,
+            "fvt_fallback": len(fvt_ids),
+            "source_coverage": round(float((s_hits > 0).mean()), 6) if n_src_tok else 0.0,
+            "target_coverage": round(float((t_hits > 0).mean()), 6) if ctx.num_target else 0.0,
+            "mean_top_similarity": round(mean_sim, 6),
+            "keep_dim": keep_dim or d,
+        }
+        plan = self._with_factors(plain, stats, keep_dim, ctx)
+        logger.info("OFA: %s", {k: stats[k] for k in ("copied", "copied_lowercase", "ofa_mixed", "fvt_fallback", "random", "keep_dim")})
+        return plan
+
+    def _mix(self, ctx: MethodContext, t2s, s_vec, s_hits, t_vec, t_hits, description: str):
+        """(plain plan, tokens mixed, FVT-fallback ids, mean top similarity): overlap copied, new
+        tokens with a word-vector mixed from their top-k source neighbours, the rest FVT or random."""
+        cfg = self.config
+        n_t, n_s, n_src_tok = ctx.num_target, ctx.num_source, len(s_hits)
         copied = t2s >= 0
         if not copied.any():
             raise NoOverlapError("OFA found no overlapping token between the source and target vocabularies.")
@@ -263,49 +282,29 @@ class OFA(Method):
         leftover = np.flatnonzero(~copied & ~t_has)
         if len(queries) and len(candidates) == 0:
             raise ResourceError(
-                f"No source token occurs in the tokenization of any word of {wv.description} (word_vectors), so new "
+                f"No source token occurs in the tokenization of any word of {description} (word_vectors), so new "
                 "tokens have no neighbour. Use word vectors that cover the model's vocabulary (e.g. multilingual ones)."
             )
-
         builder = PlanBuilder(n_t, n_s)
         builder.copy(np.flatnonzero(copied), t2s[copied])
         mean_sim = 0.0
         if len(queries):
             indptr, cols, weights, sims = topk_softmax_mixing(
-                t_vec[queries],
-                s_vec[candidates],
-                k=cfg.neighbors,
-                temperature=cfg.temperature,
-                device=device,
+                t_vec[queries], s_vec[candidates], k=cfg.neighbors, temperature=cfg.temperature, device=self._device(ctx),
                 dtype=torch.float64,  # mean word vectors are nearly collinear: float32 misorders neighbours
-                chunk_size=cfg.chunk_size,
-                progress=cfg.progress,
-                desc="hf_vocabswap: OFA nearest source tokens",
+                chunk_size=cfg.chunk_size, progress=cfg.progress, desc="OFA nearest source tokens",
             )
-            for row, t in enumerate(queries.tolist()):
-                a, b = indptr[row], indptr[row + 1]
-                builder.combine(t, candidates[cols[a:b]], weights[a:b])
+            builder.combine_rows(queries, indptr, candidates[cols], weights)
             mean_sim = float(sims[indptr[:-1]].mean())
         fvt_ids = []
         if cfg.fallback == "fvt" and len(leftover):
             pieces = combine_subword_means(builder, ctx, leftover.tolist())
             fvt_ids = [t for t, ids in pieces.items() if ids]
-        plain = builder.build()
-        counts = plain.counts()
-        stats = {
-            "word_vectors": wv.description,
-            "words": n_words,
-            "copied": counts["copied"],
-            "copied_lowercase": lowercase,
-            "combined": counts["combined"],
-            "random": counts["random"],
-            "ofa_mixed": int(len(queries)),
-            "fvt_fallback": len(fvt_ids),
-            "source_coverage": round(float((s_hits > 0).mean()), 6) if n_src_tok else 0.0,
-            "target_coverage": round(float((t_hits > 0).mean()), 6) if n_t else 0.0,
-            "mean_top_similarity": round(mean_sim, 6),
-            "keep_dim": keep_dim or d,
-        }
+        return builder.build(), int(len(queries)), fvt_ids, mean_sim
+
+    def _with_factors(self, plain: MixingPlan, stats: dict, keep_dim: int | None, ctx: MethodContext) -> MixingPlan:
+        """The plan with OFA's factorization: full rank (factors only when asked) or rank ``keep_dim``."""
+        cfg = self.config
         if keep_dim is None:
             plan = plain
             plan.stats = stats
@@ -320,10 +319,8 @@ class OFA(Method):
             fact, _ = plan.factors(ctx.input_embeddings, ctx.seed)
             stats["energy_kept"] = fact.metadata["energy"]
             plan.factorization = fact if cfg.factorized else None
-        factorization = getattr(plan, "factorization", None)
-        if cfg.factorized_file and factorization is not None:
-            stats["factorized_file"] = str(factorization.save(cfg.factorized_file))
-        logger.info("OFA: %s", {k: stats[k] for k in ("copied", "copied_lowercase", "ofa_mixed", "fvt_fallback", "random", "keep_dim")})
+        if cfg.factorized_file and plan.factorization is not None:
+            stats["factorized_file"] = str(plan.factorization.save(cfg.factorized_file))
         return plan
 
     @staticmethod

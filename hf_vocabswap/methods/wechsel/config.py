@@ -14,6 +14,7 @@ ALIGN_MODES = ("dictionary", "none")
 
 @dataclass
 class WECHSELConfig(MethodConfig):
+    """Options of WECHSEL (each field's ``help`` is its documentation and CLI help)."""
     source_fasttext: Any = field(
         default=None,
         metadata={

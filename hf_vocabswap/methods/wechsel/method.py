@@ -178,7 +178,7 @@ def procrustes_map(pairs, source: WordVectors, target: WordVectors, *, faithful:
         # are ill-conditioned (singular values spanning 1e8), so another LAPACK build can return
         # a different, equally optimal map: use SciPy's when it is installed.
         try:
-            from scipy.linalg import orthogonal_procrustes as scipy_procrustes
+            from scipy.linalg import orthogonal_procrustes as scipy_procrustes  # optional: SciPy
         except ImportError:
             logger.warning("SciPy is not installed: faithful WECHSEL fits Procrustes with NumPy, which may differ from the reference")
         else:
@@ -204,6 +204,7 @@ def token_vectors_from_words(tokenizer, wv: WordVectors, limit: int | None) -> n
 # -- the method ---------------------------------------------------------------------------------
 @register_method
 class WECHSEL(Method):
+    """WECHSEL (Minixhofer et al., 2022) as the registered method ``wechsel``."""
     name = "wechsel"
     config_class = WECHSELConfig
     summary = (
