@@ -43,6 +43,7 @@ import torch
 from .corpus import Corpus, first_chars
 from .errors import CorpusError, MethodOptionError, ModelError, MissingSpecialTokenError
 from .evaluate import batched, causal_prefix, max_sequence_length, pad_batch, pad_token_id, seq2seq_inputs, special_template
+from .fields import check_option_types
 from .plan import MixingPlan
 from .progress import progress_bar
 from .surgery import find_embeddings, model_kind
@@ -71,6 +72,8 @@ class CalibrationConfig:
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self):
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        check_option_types(type(self), values, owner="calibration option", error=MethodOptionError)
         if self.iterations < 1 or (self.rounds is not None and self.rounds < 1) or self.max_chars < 1:
             raise MethodOptionError("calibration needs iterations >= 1, rounds >= 1 and max_chars >= 1")
 
@@ -85,6 +88,7 @@ class CalibrationConfig:
         unknown = sorted(set(options) - names)
         if unknown:
             raise MethodOptionError(f"calibration has no option {', '.join(map(repr, unknown))}; its options are {', '.join(sorted(names))}.")
+        check_option_types(cls, options, owner="calibration option", error=MethodOptionError)
         return dataclasses.replace(config if config is not None else cls(), **options)
 
 

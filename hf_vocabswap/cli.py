@@ -12,17 +12,30 @@ import logging
 import os
 import runpy
 import sys
-import types
-import typing
 from pathlib import Path
 
 import transformers
 
-from .errors import MethodOptionError, OutputExistsError, VocabSwapError
+from .errors import (
+    CorpusError,
+    MethodOptionError,
+    MismatchError,
+    ModelError,
+    NoOverlapError,
+    OutputExistsError,
+    OutputPathError,
+    PathNotFoundError,
+    ResourceError,
+    TokenizerError,
+    UnknownMethodError,
+    VocabSwapError,
+)
 from .evaluate import evaluate_model, format_results
+from .fields import cli_type
 from .hub import push_folder
 from .loading import load_tokenizer
 from .methods import available_methods, get_method
+from .output import claim_output, terminate_as_interrupt
 from .progress import disable_progress_bars
 from .quickstart import run_quickstart
 from .tokenizer_training import check_trained_tokenizer, train_tokenizer
@@ -32,32 +45,12 @@ from .transplant import DEFAULT_METHOD, transplant_tokenizer
 logger = logging.getLogger("hf_vocabswap")
 
 
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _converter(annotation):
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or origin is types.UnionType:  # Optional[int] and int | None
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        annotation = args[0] if len(args) == 1 else str
-    if annotation is bool:
-        return _parse_bool
-    if annotation in (int, float):
-        return annotation
-    return str
-
-
 def _method_option_table() -> dict[str, dict]:
     """flag name -> {"dest", "type", "methods": set, "help"} over all registered methods."""
     table: dict[str, dict] = {}
     for name in available_methods():
         for field_name, annotation, default, help_text in get_method(name).config_class.option_fields():
-            entry = table.setdefault(field_name, {"type": _converter(annotation), "methods": set(), "help": help_text, "default": default})
+            entry = table.setdefault(field_name, {"type": cli_type(annotation), "methods": set(), "help": help_text, "default": default})
             entry["methods"].add(name)
     return table
 
@@ -67,6 +60,8 @@ def _add_common_transplant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", nargs="+", help="target-language text file(s) or folder, for methods that learn from text")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--source-tokenizer", help="tokenizer the model was trained with (default: the model's own)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="accept a --source-tokenizer whose special ids or vocabulary differ from the model's own (default: refused)")
     p.add_argument("--task", choices=["masked", "causal", "seq2seq", "base"], help="force the model head to load")
     p.add_argument("--pad-to-multiple-of", type=int, help="round embedding rows up to a multiple of N")
     p.add_argument("--device", default="cpu", help="where methods run their maths (cpu, cuda)")
@@ -116,27 +111,39 @@ def _configure_output(quiet: bool) -> None:
         disable_progress_bars(None)
 
 
+def corpus_argument(values: list[str] | None):
+    """What ``--corpus`` gave, as a corpus: one path, or several paths (never taken as text samples,
+    so a misspelt file among several is reported missing)."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else [Path(v) for v in values]
+
+
 def cmd_transplant(args, table) -> int:
     """``hf-vocabswap transplant``: transplant, save the output folder, print the report."""
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(out)
-    corpus = args.corpus[0] if args.corpus and len(args.corpus) == 1 else args.corpus
-    result = transplant_tokenizer(
-        args.source,
-        args.target_tokenizer,
-        args.method,
-        source_tokenizer=args.source_tokenizer,
-        corpus=corpus,
-        seed=args.seed,
-        task=args.task,
-        pad_to_multiple_of=args.pad_to_multiple_of,
-        device=args.device,
-        low_memory=args.low_memory,
-        calibrate=args.calibrate,
-        **_method_options(args, table),
-    )
-    result.save_pretrained(out, overwrite=args.overwrite)
+    corpus = corpus_argument(args.corpus)
+    options = _method_options(args, table)
+    # Claimed before the work: a second run into the same --out fails now, not after minutes.
+    claim = claim_output(args.out, overwrite=args.overwrite)
+    try:
+        result = transplant_tokenizer(
+            args.source,
+            args.target_tokenizer,
+            args.method,
+            source_tokenizer=args.source_tokenizer,
+            corpus=corpus,
+            seed=args.seed,
+            task=args.task,
+            pad_to_multiple_of=args.pad_to_multiple_of,
+            device=args.device,
+            low_memory=args.low_memory,
+            calibrate=args.calibrate,
+            allow_mismatch=args.allow_mismatch,
+            **options,
+        )
+        out = result.save_pretrained(args.out, claim=claim)
+    finally:
+        claim.release()
     print(result.report)
     print(f"saved to {out}")
     return 0
@@ -230,6 +237,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     table = _method_option_table()
     parser = argparse.ArgumentParser(prog="hf-vocabswap", description="Swap a model's tokenizer and initialize the new embeddings.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("transplant", help="swap the vocabulary of a model and initialize the new embeddings")
@@ -299,28 +307,49 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, table
 
 
+# Errors that mean the input was wrong (exit 2, like argparse's usage errors); others are failures (exit 1).
+USAGE_ERRORS = (
+    MethodOptionError, UnknownMethodError, PathNotFoundError, OutputExistsError, OutputPathError, CorpusError, TokenizerError,
+    ModelError, MismatchError, NoOverlapError, ResourceError,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``hf-vocabswap`` command; returns its exit status (2 for a VocabSwapError)."""
+    """Run the ``hf-vocabswap`` command; returns its exit status.
+
+    Returns:
+        0 on success; 2 for a usage error (a bad option, path, corpus, tokenizer or output
+        folder: one ``error:`` line saying what is wrong and what to do); 1 for a failure (the
+        Hub, the disk, an unexpected error: one line, the traceback with ``--debug``); 130 after
+        Ctrl-C or SIGTERM (what was being written is removed).
+    """
     parser, table = build_parser()
     args = parser.parse_args(argv)
     _configure_output(args.quiet)
+    handlers = {
+        "transplant": lambda a: cmd_transplant(a, table),
+        "methods": lambda a: cmd_methods(a, table),
+        "train-tokenizer": cmd_train_tokenizer,
+        "evaluate": cmd_evaluate,
+        "train": cmd_train,
+        "push": cmd_push,
+        "quickstart": cmd_quickstart,
+        "demo": cmd_demo,
+    }
     try:
-        if args.command == "transplant":
-            return cmd_transplant(args, table)
-        if args.command == "methods":
-            return cmd_methods(args, table)
-        handler = {
-            "train-tokenizer": cmd_train_tokenizer,
-            "evaluate": cmd_evaluate,
-            "train": cmd_train,
-            "push": cmd_push,
-            "quickstart": cmd_quickstart,
-            "demo": cmd_demo,
-        }[args.command]
-        return handler(args)
-    except VocabSwapError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        with terminate_as_interrupt():
+            return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was left half-written", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line for the user, the traceback with --debug
+        if args.debug:
+            raise
+        if isinstance(e, VocabSwapError):
+            print(f"error: {e}", file=sys.stderr)
+            return 2 if isinstance(e, USAGE_ERRORS) else 1
+        print(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

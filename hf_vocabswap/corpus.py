@@ -74,6 +74,13 @@ class Corpus:
             paths = list(source)
         elif isinstance(source, (list, tuple)) and source and all(_is_file(s) for s in source):
             paths = list(source)
+        elif isinstance(source, (list, tuple)) and any(_is_file(s) for s in source):
+            # Files beside strings that name no file: misspelt paths, not text samples.
+            missing = [str(s) for s in source if not _is_file(s)]
+            raise CorpusError(
+                f"The corpus names files, but {', '.join(map(repr, missing[:3]))}{' and more' if len(missing) > 3 else ''} "
+                "does not exist. Fix the path (a list is taken as text samples only when none of it is a file)."
+            )
         else:
             return None
         files: list[Path] = []

@@ -66,14 +66,45 @@ class NoOverlapError(VocabSwapError, ValueError):
 
 
 class OutputExistsError(VocabSwapError, FileExistsError):
-    """The output folder exists and overwriting was not requested."""
+    """The output folder exists and may not be replaced (not asked, in use, or not an output)."""
 
-    def __init__(self, path):
+    def __init__(self, path, reason: str | None = None):
         self.path = str(path)
-        super().__init__(
-            f"Output folder {self.path!r} already exists. Choose another folder or pass "
-            "overwrite=True (CLI: --overwrite) to replace it."
-        )
+        if reason is None:
+            message = (f"Output folder {self.path!r} already exists. Choose another folder or pass "
+                       "overwrite=True (CLI: --overwrite) to replace it.")
+        else:
+            message = f"Output folder {self.path!r} cannot be written: {reason}. Choose another folder."
+        super().__init__(message)
+
+    def __str__(self) -> str:  # FileExistsError would otherwise format (errno, strerror)
+        return self.args[0]
+
+
+class OutputError(VocabSwapError, OSError):
+    """An output location cannot be written: no permission, a full disk, a read-only file system."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class OutputPathError(OutputError):
+    """An output location that cannot be an output folder: a file, or the current folder."""
+
+
+class PathNotFoundError(VocabSwapError, FileNotFoundError):
+    """A path given as a model, tokenizer, corpus or folder does not exist (or is the wrong kind of path).
+
+    Attributes:
+        path: the path as given.
+    """
+
+    def __init__(self, message: str, *, path=None):
+        self.path = None if path is None else str(path)
+        super().__init__(message)
+
+    def __str__(self) -> str:  # FileNotFoundError would otherwise format (errno, strerror)
+        return self.args[0]
 
 
 class ResourceError(VocabSwapError, FileNotFoundError):

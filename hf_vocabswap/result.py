@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .card import write_model_card
-from .errors import OutputExistsError, TokenizerError
+from .errors import TokenizerError
 from .hub import push_folder
+from .output import OutputClaim, write_output
 from .plan import MixingPlan, save_plan
 from .record import PLAN_FILE, TransplantReport
 
@@ -64,34 +63,28 @@ class TransplantResult:
             )
         return self.plan.explain(vocab[token], self.tokenizer, self.source_tokenizer, top=top)
 
-    def save_pretrained(self, save_directory, *, overwrite: bool = False, card: bool = True) -> Path:
+    def save_pretrained(self, save_directory, *, overwrite: bool = False, card: bool = True, claim: OutputClaim | None = None) -> Path:
         """Write model (safetensors), config, tokenizer, ``vocabswap.json``, the plan and a model card.
 
-        The folder is written to a temporary sibling first and renamed when complete, so a
-        failure leaves nothing half-written.
+        The folder is claimed first, written to a temporary sibling and moved into place when
+        complete (:mod:`hf_vocabswap.output`): a failure or an interrupt leaves nothing half-written,
+        and a second writer of the same folder fails at once.
 
         Args:
             save_directory: the output folder.
-            overwrite: replace an existing folder.
+            overwrite: replace an existing hf_vocabswap output there (never a folder of other files).
             card: write the model card ``README.md``.
+            claim: an :class:`~hf_vocabswap.output.OutputClaim` taken before the transplant (the CLI does).
 
         Returns:
             The folder's path.
 
         Raises:
-            OutputExistsError: the folder exists and ``overwrite`` is False.
+            OutputExistsError: the folder exists and ``overwrite`` is False, is being written by
+                another run, or holds files that are not an hf_vocabswap output.
+            OutputError: the path is a file or cannot be written (permissions, a full disk).
         """
-        target = Path(save_directory)
-        if target.exists() and not overwrite:
-            raise OutputExistsError(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            self._write_folder(tmp, card=card)
-            _replace_folder(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        target = write_output(save_directory, lambda tmp: self._write_folder(tmp, card=card), overwrite=overwrite, claim=claim)
         logger.info("saved transplanted model to %s", target)
         return target
 
@@ -126,15 +119,3 @@ class TransplantResult:
         with tempfile.TemporaryDirectory() as tmp:
             folder = self.save_pretrained(Path(tmp) / "model")
             return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message, **kwargs)
-
-
-def _replace_folder(tmp: Path, target: Path) -> None:
-    """Move the complete folder ``tmp`` to ``target``, replacing what is there."""
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old")
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(target, backup)
-        os.replace(tmp, target)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        os.replace(tmp, target)

@@ -24,10 +24,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .calibration import CalibrationConfig, calibrate_new_tokens, new_token_ids
-from .corpus import Corpus
+from .corpus import Corpus, first_chars
 from .errors import CorpusError, MethodOptionError, NoOverlapError, TokenizerError
-from .loading import SourceModel, check_pair, load_tokenizer, open_source, tokenizer_fingerprint
+from .evaluate import tokenizer_stats
+from .loading import TASK_AUTO_CLASSES, SourceModel, check_pair, check_source_path, load_tokenizer, open_source, tokenizer_fingerprint
 from .methods import Method, MethodConfig, MethodContext, get_method
 from .plan import MixingPlan
 from .record import TransplantReport
@@ -38,7 +41,10 @@ from .vocab import VocabAlignment, align_vocabularies
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_METHOD", "PlannedTransplant", "adapted_tokenizer", "apply_transplant", "plan_transplant", "transplant_tokenizer"]
+__all__ = [
+    "DEFAULT_METHOD", "PlannedTransplant", "adapted_tokenizer", "apply_transplant", "check_settings", "plan_transplant",
+    "transplant_tokenizer",
+]
 
 DEFAULT_METHOD = "auto"
 
@@ -90,6 +96,7 @@ def transplant_tokenizer(
     inplace: bool = False,
     low_memory: bool | None = None,
     calibrate: bool | CalibrationConfig | None = None,
+    allow_mismatch: bool = False,
     **method_options,
 ) -> TransplantResult:
     """Swap a model's vocabulary for ``target_tokenizer`` and initialize the new embeddings.
@@ -121,6 +128,8 @@ def transplant_tokenizer(
             causal, masked and encoder-decoder LMs; needs ``corpus``). None (default): the
             method's default (on for ``hybrid``, where the corpus allows it). A
             :class:`~hf_vocabswap.calibration.CalibrationConfig` calibrates with those settings.
+        allow_mismatch: accept a ``source_tokenizer`` that does not look like the model's own (other
+            special ids than the config's, or another vocabulary than the one saved with the model).
         **method_options: options of the chosen method (its config dataclass fields).
 
     Returns:
@@ -143,9 +152,12 @@ def transplant_tokenizer(
         >>> print(result.report)
         >>> result.save_pretrained("xlmr-uk")
     """
+    if pad_to_multiple_of is not None and (isinstance(pad_to_multiple_of, bool) or not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
+        raise MethodOptionError(f"pad_to_multiple_of must be a positive integer (e.g. 64) or None, not {pad_to_multiple_of!r}.")
     planned = plan_transplant(
         model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=corpus, seed=seed, task=task,
-        device=device, inplace=inplace, low_memory=low_memory, calibrate=calibrate, **method_options,
+        device=device, inplace=inplace, low_memory=low_memory, calibrate=calibrate, allow_mismatch=allow_mismatch,
+        **method_options,
     )
     return apply_transplant(planned, pad_to_multiple_of=pad_to_multiple_of)
 
@@ -163,6 +175,7 @@ def plan_transplant(
     inplace: bool = False,
     low_memory: bool | None = None,
     calibrate: bool | CalibrationConfig | None = None,
+    allow_mismatch: bool = False,
     **method_options,
 ) -> PlannedTransplant:
     """Load, check and align, and make the method's plan; the model is not changed yet.
@@ -174,9 +187,14 @@ def plan_transplant(
         A :class:`PlannedTransplant`; pass it to :func:`apply_transplant`.
     """
     started = time.perf_counter()
+    check_settings(seed=seed, device=device, task=task)
     corpus = Corpus.coerce(corpus)
     requested = get_method(method)
     _check_requested(requested, method_options, corpus, calibrate)
+    # Every path is checked, and the target tokenizer loaded, before the model (minutes for a large one).
+    check_source_path(model, what="model")
+    check_source_path(source_tokenizer, what="source tokenizer")
+    target_tokenizer = load_tokenizer(target_tokenizer, what="target tokenizer")
     streamed = bool(low_memory) or (low_memory is None and isinstance(model, (str, os.PathLike)) and wants_streaming(model))
     if streamed and calibrate:
         raise MethodOptionError(
@@ -195,7 +213,7 @@ def plan_transplant(
     if streamed and calibrate is None and method_cls.calibrates_by_default:
         logger.warning("%s: output calibration is skipped when streaming (low_memory); it needs the model in memory", method_cls.name)
         calibrate = False
-    target, alignment = _prepare_target(impl, target_tokenizer, source, corpus)
+    target, alignment = _prepare_target(impl, target_tokenizer, source, corpus, allow_mismatch)
     ctx = MethodContext.create(alignment, source.tokenizer, target, model=source.model, corpus=corpus, seed=seed, device=device)
     plan = impl.plan(ctx)
     if plan.num_target != len(target):
@@ -248,6 +266,27 @@ def adapted_tokenizer(target, source):
 
 
 # ---------------------------------------------------------------------------- the checks
+def check_settings(*, seed, device, task) -> None:
+    """Check the settings every transplant takes, before anything is loaded.
+
+    Raises:
+        MethodOptionError: ``seed`` is not an integer, ``device`` is not a torch device this
+            machine has, or ``task`` is not one of the model kinds.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise MethodOptionError(f"seed must be an integer, not {seed!r}.")
+    if task is not None and task not in TASK_AUTO_CLASSES:
+        raise MethodOptionError(f"task must be one of {', '.join(sorted(TASK_AUTO_CLASSES))} (or None), not {task!r}.")
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise MethodOptionError(f"device {device!r} is not a torch device: use 'cpu' or 'cuda' (or 'cuda:N').") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise MethodOptionError(f"device {device!r} asks for a CUDA GPU, but none is available here: use device='cpu'.")
+    if kind not in ("cpu", "cuda"):
+        raise MethodOptionError(f"device {device!r} is not supported: use 'cpu' or 'cuda' (or 'cuda:N').")
+
+
 def _check_requested(requested: type[Method], options: dict, corpus, calibrate) -> None:
     """Checks that need no model: options of the method (or of those ``auto`` may pick), corpus."""
     requested.check_options(options)
@@ -265,17 +304,22 @@ def _check_corpus(impl: Method, corpus) -> None:
         )
 
 
-def _prepare_target(impl: Method, target_tokenizer, source: SourceModel, corpus) -> tuple[Any, VocabAlignment]:
+def _prepare_target(impl: Method, target_tokenizer, source: SourceModel, corpus, allow_mismatch: bool) -> tuple[Any, VocabAlignment]:
     """The target tokenizer the method transplants to, aligned with the source's; checks both."""
     # Methods may derive the target from the source (trim); the default keeps it as given.
-    target = impl.prepare_target_tokenizer(load_tokenizer(target_tokenizer), source.tokenizer, corpus)
+    target = impl.prepare_target_tokenizer(target_tokenizer, source.tokenizer, corpus)
     if target is None:
         raise TokenizerError(f"No target tokenizer was given, and method {impl.name!r} does not make one. Pass target_tokenizer=...")
-    check_pair(source.model, source.tokenizer, "source")
+    if allow_mismatch:
+        check_pair(source.model, source.tokenizer, "source", rows_only=True)
+    else:
+        check_pair(source.model, source.tokenizer, "source", own_tokenizer=source.own_tokenizer)
     find_embeddings(source.model)  # fails early on models without input embeddings
     alignment = align_vocabularies(source.tokenizer, target)
     check_required_roles(source.model, alignment.source, alignment.target)
     logger.info("overlap: %d of %d target tokens (%s mode)", alignment.overlap_size, len(target), alignment.mode)
+    if corpus is not None:
+        warn_unknown_share(target, corpus)
     if alignment.overlap_size == 0 and impl.needs_overlap:
         raise NoOverlapError(
             "The source and target tokenizers share no token (not even special tokens by role), so "
@@ -283,6 +327,35 @@ def _prepare_target(impl: Method, target_tokenizer, source: SourceModel, corpus)
             "or use method='random'."
         )
     return target, alignment
+
+
+UNKNOWN_SHARE_WARNING = 0.2
+
+
+def warn_unknown_share(tokenizer, corpus, *, max_chars: int = 200_000) -> float | None:
+    """Warn when the target tokenizer turns more than 20% of the corpus into its unknown token.
+
+    A corpus the tokenizer cannot read (another script, emoji, the wrong file) teaches the
+    method and the calibration nothing about the tokens that matter. Measured on the corpus's
+    first ``max_chars`` characters.
+
+    Returns:
+        The unknown share (None when the tokenizer has no unknown token or the sample no token).
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if not isinstance(unk, int):
+        return None
+    stats = tokenizer_stats(tokenizer, first_chars(corpus, max_chars))
+    if not stats["num_tokens"]:
+        return None
+    share = stats["num_unknown"] / stats["num_tokens"]
+    if share > UNKNOWN_SHARE_WARNING:
+        logger.warning(
+            "%.0f%% of the corpus's tokens are the target tokenizer's unknown token %r: the corpus is mostly text the "
+            "target tokenizer cannot represent (wrong file or language?), so methods and calibration learn little from it.",
+            100 * share, tokenizer.unk_token,
+        )
+    return share
 
 
 # ------------------------------------------------------------------------- applying steps

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import transformers
@@ -86,9 +88,17 @@ def test_output_folder_exists_is_not_overwritten(bert_case, tmp_path):
     with pytest.raises(errors.OutputExistsError, match="overwrite"):
         result.save_pretrained(out)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
-    result.save_pretrained(out, overwrite=True)
-    assert (out / "model.safetensors").is_file() and not (out / "keep.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no temporary folders are left behind"
+    # --overwrite never deletes a folder of the user's own files (issue: it removed thesis.tex)...
+    with pytest.raises(errors.OutputExistsError, match="not an hf_vocabswap output"):
+        result.save_pretrained(out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    # ...but replaces an hf_vocabswap output.
+    (out / "keep.txt").unlink()
+    result.save_pretrained(out, overwrite=True)  # an empty folder may be replaced too
+    again = transplant_tokenizer(model, tgt, "random", source_tokenizer=src)
+    again.save_pretrained(out, overwrite=True)
+    assert json.loads((out / "vocabswap.json").read_text())["method"] == "random"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no temporary or previous folders are left behind"
 
 
 def test_failed_save_leaves_nothing(bert_case, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import MethodOptionError, UnknownMethodError
+from ..fields import check_option_types
 from ..plan import MixingPlan, PlanBuilder
 from ..surgery import find_embeddings, model_kind
 
@@ -38,11 +39,31 @@ def recorded_value(value: Any) -> Any:
 class MethodConfig:
     """Base of every method's options. Subclasses are dataclasses whose fields are the options.
 
-    Field metadata ``help`` documents an option once: it feeds the CLI and the docs.
+    Field metadata ``help`` documents an option once: it feeds the CLI and the docs. Values are
+    type-checked against the fields' annotations before a subclass's own ``__post_init__`` checks
+    run, however the config is built (:func:`hf_vocabswap.fields.check_option_types`).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self):
+            values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+            check_option_types(type(self), values, owner=f"{type(self).__name__} option", error=MethodOptionError)
+            if own is not None:
+                own(self)
+
+        cls.__post_init__ = __post_init__
 
     @classmethod
     def from_options(cls, method: str, options: dict[str, Any]) -> "MethodConfig":
+        """The config of ``method`` with ``options`` (field name -> value), checked by name and type.
+
+        Raises:
+            MethodOptionError: an option the method does not have, a value of the wrong type
+                (:func:`hf_vocabswap.fields.check_option_types`), or one the config's own checks refuse.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - names)
         if unknown:
@@ -50,6 +71,7 @@ class MethodConfig:
                 f"Method {method!r} has no option {', '.join(map(repr, unknown))}. "
                 f"Its options are: {', '.join(sorted(names)) or 'none'}."
             )
+        check_option_types(cls, options, owner=f"{method} option", error=MethodOptionError)
         return cls(**options)
 
     def to_dict(self) -> dict[str, Any]:

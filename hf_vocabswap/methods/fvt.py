@@ -12,16 +12,21 @@ from dataclasses import dataclass, field
 
 from ..plan import MixingPlan
 from .base import Method, MethodConfig, MethodContext, register_method
-from .mixing import subword_mean_plan
+from .mixing import OUTPUT_RULES, subword_mean_plan
+from .options import check_choice
 
 
 @dataclass
 class FVTConfig(MethodConfig):
     """Options of FVT (each field's ``help`` is its documentation and CLI help)."""
+
     output_rule: str = field(
         default="mean",
         metadata={"help": "output rows of new tokens: 'mean' of subword rows (FVT) or 'first' subword (EEVE, causal LMs)"},
     )
+
+    def __post_init__(self):
+        check_choice("fvt", self, "output_rule", OUTPUT_RULES)
 
 
 @register_method

@@ -23,7 +23,11 @@ from tokenizers import Tokenizer
 from ..plan import MixingPlan
 from ..progress import progress_bar
 
+# How the output rows of new tokens are made by subword means: their mean, or the first subword's (EEVE).
+OUTPUT_RULES = ("mean", "first")
+
 __all__ = [
+    "OUTPUT_RULES",
     "combine_subword_means", "decompose", "normalize_rows", "plain_encoder", "subword_mean_plan",
     "topk_softmax_mixing", "word_containment_vectors",
 ]
