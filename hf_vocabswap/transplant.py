@@ -206,7 +206,7 @@ def transplant_tokenizer(
         target_roles=alignment.target.roles,
         pad_to_multiple_of=pad_to_multiple_of,
     )
-    tokenizer = _finish_tokenizer(target_tokenizer, source_tokenizer)
+    tokenizer = finish_tokenizer(target_tokenizer, source_tokenizer)
     calibration = _calibrate(model, tokenizer, corpus, plan, alignment, method_cls, calibrate, seed, device)
     if calibration is not None:
         plan.stats["calibration"] = calibration
@@ -268,8 +268,19 @@ def _has_prebuilt_resource(config) -> bool:
     return any(getattr(config, name, None) is not None for name in ("fasttext_model", "aux_model"))
 
 
-def _finish_tokenizer(target, source):
-    """A copy of the target tokenizer with sane limits taken from the source."""
+def finish_tokenizer(target, source):
+    """The tokenizer a transplant returns: a copy of ``target`` with sane limits from ``source``.
+
+    A target without a real ``model_max_length`` (the transformers placeholder of about 1e30)
+    takes the source's, and the target takes the source's ``padding_side``.
+
+    Args:
+        target: the target tokenizer (not modified).
+        source: the source model's tokenizer.
+
+    Returns:
+        A deep copy of ``target`` with those two settings.
+    """
     tok = copy.deepcopy(target)
     if getattr(tok, "model_max_length", 0) > 1e20 and getattr(source, "model_max_length", 0) < 1e20:
         tok.model_max_length = source.model_max_length
