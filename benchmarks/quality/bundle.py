@@ -40,7 +40,9 @@ from .config import PRIORITY, BenchConfig, calibrates, ordered_methods, select_m
 from .inputs import load_source, load_texts
 from .report import jsonable, machine_description, new_results
 from .resources import Resources
-from .runs import Entry, PlannedMethod, apply_planned, plan_only, reference_entry, run_all, set_threads, target_description, with_reference
+from .runs import (
+    Entry, PlannedMethod, apply_planned, plan_only, reference_entry, run_all, set_threads, target_description, with_reference,
+)
 
 logger = logging.getLogger("quality")
 

@@ -83,13 +83,18 @@ class Resources:
         target_tokenizer: the tokenizer the helper vectors are trained under.
         workdir: scratch folder (fastText cache, word corpus file).
         cfg: the benchmark setting (its ``clp_top_k``); None: CLP keeps its dense plan.
+        bucket: fastText's hash buckets of the character n-grams of both stand-ins; None:
+            fastText's 2,000,000 (800 MB a model at dim 100; the test suite's method matrix
+            uses a few thousand to stay fast).
     """
 
-    def __init__(self, train_texts: list[str], target_tokenizer, workdir: Path, cfg: BenchConfig | None = None):
+    def __init__(self, train_texts: list[str], target_tokenizer, workdir: Path, cfg: BenchConfig | None = None, *,
+                 bucket: int | None = None):
         self.train_texts = train_texts
         self.target_tokenizer = target_tokenizer
         self.workdir = Path(workdir)
         self.cfg = cfg
+        self.bucket = bucket
         self._token_ft = None
         self._word_ft = None
         self._helper = None
@@ -104,11 +109,14 @@ class Resources:
         """CLP's ``top_k`` of this setting (None: dense)."""
         return self.cfg.clp_top_k if self.cfg is not None else None
 
+    def _params(self, **params) -> FastTextParams:
+        return FastTextParams(**params) if self.bucket is None else FastTextParams(**params, bucket=self.bucket)
+
     def token_fasttext(self):
         """Token-level fastText (minCount 1, one thread): the stand-in helper/donor vectors of CLP and OMP."""
         if self._token_ft is None:
             self._token_ft, _ = token_fasttext(
-                Corpus.coerce(self.train_texts), self.target_tokenizer, FastTextParams(min_count=1),
+                Corpus.coerce(self.train_texts), self.target_tokenizer, self._params(min_count=1),
                 cache_dir=self.fasttext_cache, threads=1, progress=False,
             )
         return self._token_ft
@@ -119,7 +127,7 @@ class Resources:
             path = self.workdir / "word_corpus.txt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("\n".join(self.train_texts) + "\n", encoding="utf-8")
-            self._word_ft = train_fasttext(path, FastTextParams(min_count=2, epoch=5), threads=1)
+            self._word_ft = train_fasttext(path, self._params(min_count=2, epoch=5), threads=1)
         return self._word_ft
 
     def helper_model(self) -> _EmbeddingTable:
