@@ -13,6 +13,7 @@ by CSR rows), :func:`blend_plans` (row-wise convex blend of two plans).
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -449,6 +450,7 @@ def blend_plans(local: MixingPlan, global_: MixingPlan, global_weight: float, st
 
 # ------------------------------------------------------------------------------ the plan file
 _PLAN_ARRAYS = ("indptr", "indices", "weights", "kinds")
+_PLAN_METADATA = "hf_vocabswap_plan"
 _CALIBRATION_ARRAYS = ("ids", "shifts", "directions")
 
 
@@ -457,14 +459,16 @@ def save_plan(plan: MixingPlan, path) -> None:
     tensors = {name: torch.from_numpy(getattr(plan, name)) for name in _PLAN_ARRAYS}
     if plan.output is not None:
         tensors.update({f"output.{name}": torch.from_numpy(getattr(plan.output, name)) for name in _PLAN_ARRAYS})
-    metadata = {"num_source": str(plan.num_source)}
+    info = {"num_source": plan.num_source}
     cal = plan.calibration
     if cal:
-        metadata["calibration_mode"] = str(cal["mode"])
+        info["calibration_mode"] = str(cal["mode"])
         for key in _CALIBRATION_ARRAYS:
             if key in cal:
                 tensors[f"calibration.{key}"] = torch.from_numpy(np.ascontiguousarray(cal[key]))
-    save_file(tensors, str(Path(path)), metadata=metadata)
+    # One metadata key: safetensors writes several in a random order, and the file's bytes must
+    # not change from save to save.
+    save_file(tensors, str(Path(path)), metadata={_PLAN_METADATA: json.dumps(info, sort_keys=True)})
 
 
 def load_plan(path) -> MixingPlan:
@@ -478,7 +482,9 @@ def load_plan(path) -> MixingPlan:
         raise FileNotFoundError(f"no mixing plan file at {str(path)!r}")
     with safe_open(str(path), framework="numpy") as f:
         meta = f.metadata() or {}
-        num_source = int(meta["num_source"])
+        if _PLAN_METADATA in meta:
+            meta = json.loads(meta[_PLAN_METADATA])
+        num_source = int(meta["num_source"])  # older files have num_source (and calibration_mode) as keys
         t = {k: f.get_tensor(k) for k in f.keys()}
     output = None
     if "output.kinds" in t:

@@ -208,6 +208,7 @@ def plan_transplant(
     method_cls, auto_reason = requested.resolve(model_kind=model_kind(source.model), has_corpus=corpus is not None)
     if auto_reason:
         logger.info("method %s -> %s (%s)", requested.name, method_cls.name, auto_reason)
+        method_options = _options_of(method_cls, method_options, requested.name)
     impl = method_cls(method_cls.config_class.from_options(method_cls.name, method_options))
     _check_corpus(impl, corpus)
     if streamed and calibrate is None and method_cls.calibrates_by_default:
@@ -294,6 +295,16 @@ def _check_requested(requested: type[Method], options: dict, corpus, calibrate) 
         _check_corpus(requested(requested.config_class.from_options(requested.name, options)), corpus)
     if calibrate and corpus is None:
         raise CorpusError("calibrate=True needs target-language text: pass corpus=... (or calibrate=False).")
+
+
+def _options_of(method_cls: type[Method], options: dict, requested: str) -> dict:
+    """The options a dispatcher (``auto``) was given that the method it picked has; the others are
+    dropped with a warning (they belong to a method it could have picked)."""
+    names = {f for f, *_ in method_cls.config_class.option_fields()}
+    dropped = sorted(set(options) - names)
+    if dropped:
+        logger.warning("%s picked %s, which has no option %s: ignored", requested, method_cls.name, ", ".join(dropped))
+    return {k: v for k, v in options.items() if k in names}
 
 
 def _check_corpus(impl: Method, corpus) -> None:
