@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 
 def _corpus_frequencies(tokenizer, texts: list[str], vocab_size: int, exclude: list[int]) -> torch.Tensor:
-    from .trim import token_counts
+    from .tokenizer_trimming import token_counts
 
     counts = np.zeros(vocab_size, dtype=np.float64)
     known = token_counts(tokenizer, texts)[:vocab_size]  # rows past the tokenizer (padding) count 0

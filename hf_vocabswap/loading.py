@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .errors import MismatchError, ModelError, TokenizerError
+from .gguf import is_gguf
 
 logger = logging.getLogger(__name__)
 
@@ -17,10 +18,6 @@ TASK_AUTO_CLASSES = {
     "seq2seq": "AutoModelForSeq2SeqLM",
     "base": "AutoModel",
 }
-
-
-def is_gguf(source) -> bool:
-    return isinstance(source, (str, os.PathLike)) and str(source).endswith(".gguf") and Path(source).is_file()
 
 
 def load_model(source, task: str | None = None, **kwargs):

@@ -32,7 +32,8 @@ from tokenizers import Regex
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from hf_vocabswap.errors import CorpusError, TokenizerError
-from hf_vocabswap.tokenizer_training import check_trained_tokenizer, train_tokenizer, word_splitter
+from hf_vocabswap.tokenizer_training import check_trained_tokenizer, train_tokenizer
+from hf_vocabswap.tokenizer_words import word_splitter
 
 VOCAB = 8000
 ROLES = ("bos", "eos", "pad", "unk", "mask", "cls", "sep")
