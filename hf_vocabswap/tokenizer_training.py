@@ -32,11 +32,25 @@ then the learned tokens in the trainer's order. So XLM-R keeps ``<s>=0 <pad>=1 <
 instead of ``[unusedN]`` placeholders (nothing is wasted). Special tokens whose source id
 does not fit (XLM-R's ``<mask>`` is the last id of 250,002) take the last ids of the new
 vocabulary, in source order, so "mask is last" stays true.
+
+Determinism
+-----------
+The same source, corpus and options give a byte-identical ``tokenizer.json`` in every
+process. The ``tokenizers`` trainers keep the corpus words in a hash map seeded afresh in
+each process, and two things depend on its order: the ids BPE/WordPiece trainers give to
+symbols with a continuation prefix (``##a``), which break ties between pairs of equal count,
+and the Unigram trainer's floating-point EM sums and the order in which it appends
+characters. The first is removed by registering those symbols up front in sorted order; the
+second by re-estimating the Unigram scores once from exact Viterbi counts (one hard-EM step,
+``log(count / total)``), ordered by score then string. The Unigram *piece set* is the
+trainer's: it was identical in every run measured, but a near tie at the trainer's pruning
+could in principle still depend on the hash order.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -46,6 +60,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from .corpus import Corpus
 from .errors import CorpusError, TokenizerError
 from .loading import load_tokenizer
+from .progress import are_progress_bars_disabled
 from .tokenizer_json import (
     BYTE_PIECES,
     build_tokenizer,
@@ -167,10 +182,55 @@ def _check_budget(vocab_size: int, specials: list[dict], byte_pieces: list[str],
     )
 
 
+def _decorated_symbols(counts: Counter, prefix: str | None, suffix: str | None) -> list[str]:
+    """The symbols a BPE/WordPiece trainer builds from single characters with a continuation
+    prefix or end-of-word suffix, sorted.
+
+    The trainer gives such symbols ids in the order it meets them while iterating over its
+    word hash map, whose order differs from process to process, and ties between pairs of
+    equal count are broken by those ids: registering the symbols up front (as the trainer's
+    special tokens, which take the first ids in the given order) makes training deterministic.
+    """
+    out: set[str] = set()
+    for word in counts:
+        last = len(word) - 1
+        for i, ch in enumerate(word):
+            s = (prefix or "") + ch if i > 0 else ch
+            if i == last and suffix:
+                s += suffix
+            if s != ch:
+                out.add(s)
+    return sorted(out)
+
+
+def _rescore_unigram(learned: dict, counts: Counter) -> dict:
+    """The learned Unigram pieces with scores re-estimated from their Viterbi counts on the words.
+
+    The Unigram trainer sums its EM statistics over a hash map of words, in an order that
+    differs from process to process, so its scores differ in the last bits from run to run,
+    and the characters it adds at the end get their small scores in hash order. One hard-EM
+    step makes the result deterministic: each word is segmented (with the trainer's scores)
+    and every piece gets ``log(count / total)`` of its exact integer count (pieces the
+    segmentation never uses get ``log(0.5 / total)``); pieces are ordered by score, then by string.
+    """
+    vocab = [(p, float(s)) for p, s in learned["vocab"]]
+    model = models.Unigram(vocab, learned.get("unk_id"), False)
+    used = [0] * len(vocab)
+    for word, n in counts.items():
+        for token in model.tokenize(word):
+            used[token.id] += n
+    total = sum(used)
+    scores = [math.log(c / total) if c else math.log(0.5 / total) for c in used]
+    order = sorted(range(len(vocab)), key=lambda i: (-scores[i], vocab[i][0]))
+    return dict(learned, vocab=[[vocab[i][0], scores[i]] for i in order])
+
+
 def _learn(model_spec: dict, counts: Counter, budget: int, min_frequency: int, show_progress: bool,
            byte_level: bool) -> dict:
-    """Run the tokenizers trainer of the source's model type on the counted words."""
+    """Run the tokenizers trainer of the source's model type on the counted words, deterministically
+    (see :func:`_decorated_symbols` and :func:`_rescore_unigram`)."""
     model_type = model_spec["type"]
+    show_progress = show_progress and not are_progress_bars_disabled("tokenizer")
     if model_type == "BPE":
         kwargs = {}
         if model_spec.get("continuing_subword_prefix"):
@@ -179,15 +239,16 @@ def _learn(model_spec: dict, counts: Counter, budget: int, min_frequency: int, s
             kwargs["end_of_word_suffix"] = model_spec["end_of_word_suffix"]
         model = models.BPE(**kwargs)
         trainer = trainers.BpeTrainer(
-            vocab_size=budget, min_frequency=min_frequency, show_progress=show_progress, special_tokens=[],
+            vocab_size=budget, min_frequency=min_frequency, show_progress=show_progress,
+            special_tokens=_decorated_symbols(counts, kwargs.get("continuing_subword_prefix"), kwargs.get("end_of_word_suffix")),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if byte_level else [], **kwargs,
         )
     elif model_type == "WordPiece":
         prefix = model_spec.get("continuing_subword_prefix") or "##"
         model = models.WordPiece(unk_token=model_spec.get("unk_token") or "[UNK]", continuing_subword_prefix=prefix)
         trainer = trainers.WordPieceTrainer(
-            vocab_size=budget, min_frequency=min_frequency, show_progress=show_progress, special_tokens=[],
-            continuing_subword_prefix=prefix,
+            vocab_size=budget, min_frequency=min_frequency, show_progress=show_progress,
+            special_tokens=_decorated_symbols(counts, prefix, None), continuing_subword_prefix=prefix,
         )
     else:  # Unigram: min_frequency does not apply (the EM prunes by likelihood)
         model = models.Unigram()
@@ -196,7 +257,8 @@ def _learn(model_spec: dict, counts: Counter, budget: int, min_frequency: int, s
     tok.normalizer = None
     tok.pre_tokenizer = None  # every sequence fed below is already one word
     tok.train_from_iterator(_word_batches(counts), trainer=trainer, length=None)
-    return tokenizer_spec(tok)["model"]
+    learned = tokenizer_spec(tok)["model"]
+    return _rescore_unigram(learned, counts) if model_type == "Unigram" else learned
 
 
 def _learned_tokens(learned: dict, taken: set[str]) -> tuple[list[str], dict[str, float]]:
@@ -293,11 +355,13 @@ def train_tokenizer(
             ``"all"`` keeps every added token of the source; a list keeps the role tokens plus
             the listed ones (a listed token the source lacks is added as a new special token).
         min_frequency: minimum count of a pair to be merged (BPE, WordPiece; Unigram ignores it).
-        show_progress: show progress bars (corpus pass and the tokenizers trainer).
+        show_progress: show progress bars (corpus pass and the tokenizers trainer; group
+            ``hf_vocabswap.tokenizer`` of :mod:`hf_vocabswap.progress`).
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast`` (see the module docstring for where
-        special tokens end up). Save it with ``save_pretrained``.
+        special tokens end up, and for determinism: the same inputs give the same
+        ``tokenizer.json`` in every process). Save it with ``save_pretrained``.
 
     Raises:
         CorpusError: when the corpus is missing or empty.
