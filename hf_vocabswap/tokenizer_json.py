@@ -15,8 +15,8 @@ settings. The pieces they share live here:
 - :func:`required_special_tokens`, :func:`processor_tokens`, :func:`remap_special_ids`: the
   special tokens a tokenizer cannot lose and their ids in a rebuilt spec;
 - :func:`merge_pairs`, :func:`merge_result`, :func:`merges_among`: BPE merge rules;
-- :func:`build_tokenizer`, :func:`role_kwargs`, :func:`source_attributes`: the rebuilt
-  tokenizer.
+- :func:`build_tokenizer`, :func:`tokenizer_kwargs` (:func:`role_kwargs`,
+  :func:`source_attributes`): the rebuilt tokenizer.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ __all__ = [
     "source_attributes",
     "to_model_chars",
     "tokenizer_family",
+    "tokenizer_kwargs",
     "tokenizer_spec",
     "visible_text",
     "walk_pipeline",
@@ -243,6 +244,29 @@ def source_attributes(source, names=("padding_side", "truncation_side", "clean_u
                                      "model_input_names", "chat_template")) -> dict:
     """The source tokenizer's settings among ``names`` that are set (not None)."""
     return {name: getattr(source, name) for name in names if getattr(source, name, None) is not None}
+
+
+def tokenizer_kwargs(source, present=None) -> dict:
+    """``PreTrainedTokenizerFast`` keyword arguments that keep what ``source`` says about its tokens.
+
+    Args:
+        source: the tokenizer a spec was derived from.
+        present: the token strings of the new tokenizer; roles and extra special tokens
+            outside it are left out (None: all kept).
+
+    Returns:
+        The role tokens, ``extra_special_tokens``, the settings of :func:`source_attributes`
+        (chat template included) and ``add_bos_token``/``add_eos_token`` where the source set them.
+    """
+    kwargs = role_kwargs(source, present)
+    extra = [str(t) for t in (getattr(source, "extra_special_tokens", None) or []) if present is None or str(t) in present]
+    if extra:
+        kwargs["extra_special_tokens"] = extra
+    kwargs.update(source_attributes(source))
+    for attr in ("add_bos_token", "add_eos_token"):
+        if attr in getattr(source, "init_kwargs", {}):
+            kwargs[attr] = source.init_kwargs[attr]
+    return kwargs
 
 
 def build_tokenizer(spec: dict, source, **kwargs):

@@ -61,6 +61,7 @@ from .corpus import Corpus
 from .errors import CorpusError, TokenizerError
 from .loading import load_tokenizer
 from .progress import are_progress_bars_disabled
+from .tokenizer_expansion import check_add_tokens, check_expandable, expand_tokenizer
 from .tokenizer_json import (
     BYTE_PIECES,
     build_tokenizer,
@@ -76,6 +77,7 @@ from .tokenizer_json import (
     visible_text,
     word_marker,
 )
+from .tokenizer_trimming import trim_tokenizer
 from .tokenizer_words import count_words, has_multi_digit_tokens
 
 logger = logging.getLogger(__name__)
@@ -330,16 +332,42 @@ def _wrap(source, spec: dict, new_model: dict, specials: list[dict], keep_specia
     return build_tokenizer(new_spec, source, **kwargs)
 
 
+def _expand(source, corpus: Corpus, add_tokens, trim: bool, keep_special, min_frequency: int, show_progress: bool):
+    """``train_tokenizer`` with ``add_tokens``/``trim``: trim the source first if asked, then add tokens."""
+    add_tokens = check_add_tokens(add_tokens, trim)
+    if add_tokens:
+        check_expandable(source)
+    if not trim and keep_special is not None:
+        raise TokenizerError(
+            "keep_special applies to training a new vocabulary or to trim=True: expansion alone keeps every "
+            "source token. Drop keep_special, or pass trim=True."
+        )
+    if trim:
+        source = trim_tokenizer(source, corpus, keep_special="all" if keep_special is None else keep_special)
+    if add_tokens == 0:
+        return source
+    return expand_tokenizer(source, corpus, add_tokens, min_frequency=min_frequency, progress=show_progress)
+
+
 def train_tokenizer(
     source_tokenizer,
     corpus,
-    vocab_size: int = 32000,
+    vocab_size: int | None = None,
     *,
-    keep_special="used",
+    add_tokens: int | None = None,
+    trim: bool = False,
+    keep_special=None,
     min_frequency: int = 2,
     show_progress: bool = True,
 ):
-    """Train a new tokenizer on ``corpus`` with the source tokenizer's own pipeline.
+    """Train a new tokenizer on ``corpus`` with the source tokenizer's own pipeline, or expand the source.
+
+    With ``vocab_size`` (the default) a new vocabulary replaces the source's. With
+    ``add_tokens`` (and/or ``trim``) the source is kept and grown instead
+    (:mod:`hf_vocabswap.tokenizer_expansion`): every source token keeps its string and id and
+    ``add_tokens`` new tokens learned on the corpus follow; ``trim=True`` first removes the
+    tokens the corpus never uses (:func:`hf_vocabswap.tokenizer_trimming.trim_tokenizer`, merge
+    closure included), so ``add_tokens=0, trim=True`` is exactly ``trim_tokenizer(source, corpus)``.
 
     Args:
         source_tokenizer: a fast ``transformers`` tokenizer (or a path, ``.gguf`` file or model
@@ -347,14 +375,20 @@ def train_tokenizer(
             (BPE, Unigram or WordPiece) and model options are reused.
         corpus: anything :class:`hf_vocabswap.corpus.Corpus` accepts (path, folder, list of
             strings, ``datasets`` dataset).
-        vocab_size: size of the new vocabulary, special tokens and byte pieces included.
-            Reached exactly unless the corpus is too small for that many tokens (then a
-            warning is logged).
-        keep_special: ``"used"`` keeps only the special tokens with a role the model uses
-            (bos, eos, pad, unk, mask, cls, sep) and those the post-processor inserts;
-            ``"all"`` keeps every added token of the source; a list keeps the role tokens plus
-            the listed ones (a listed token the source lacks is added as a new special token).
-        min_frequency: minimum count of a pair to be merged (BPE, WordPiece; Unigram ignores it).
+        vocab_size: size of the new vocabulary, special tokens and byte pieces included
+            (default 32000; not together with ``add_tokens`` or ``trim``). Reached exactly
+            unless the corpus is too small for that many tokens (then a warning is logged).
+        add_tokens: keep the source and add this many tokens learned on the corpus (fewer,
+            with a warning naming how many, when the corpus supports fewer); 0 only with ``trim``.
+        trim: keep only the source tokens the corpus uses before adding tokens.
+        keep_special: training a new vocabulary: ``"used"`` (the default) keeps only the
+            special tokens with a role the model uses (bos, eos, pad, unk, mask, cls, sep) and
+            those the post-processor inserts; ``"all"`` keeps every added token of the source;
+            a list keeps the role tokens plus the listed ones (a listed token the source lacks
+            is added as a new special token). With ``trim``: ``"all"`` (the default) or
+            ``"used"``, as for ``trim_tokenizer``. Not allowed for expansion without ``trim``.
+        min_frequency: minimum count of a pair to be merged (BPE, WordPiece and, when
+            expanding, Unigram; training a Unigram vocabulary ignores it).
         show_progress: show progress bars (corpus pass and the tokenizers trainer; group
             ``hf_vocabswap.tokenizer`` of :mod:`hf_vocabswap.progress`).
 
@@ -366,11 +400,21 @@ def train_tokenizer(
     Raises:
         CorpusError: when the corpus is missing or empty.
         TokenizerError: when the source cannot be loaded, is not a fast tokenizer or has an
-            unsupported model type, or when ``vocab_size`` is not a positive integer or too
-            small for the special tokens, byte pieces and alphabet.
+            unsupported model type; when ``vocab_size`` is not a positive integer or too
+            small for the special tokens, byte pieces and alphabet; when ``add_tokens`` is not
+            a positive integer (0 without ``trim``), or is given together with ``vocab_size``.
     """
     source, backend = _source_backend(source_tokenizer)
     corpus = Corpus.coerce(corpus)
+    if add_tokens is not None or trim:
+        if vocab_size is not None:
+            raise TokenizerError(
+                f"Pass either vocab_size={vocab_size} (train a new vocabulary of that size) or "
+                f"add_tokens={add_tokens} (keep the source's and add that many{', after trimming' if trim else ''}), not both."
+            )
+        return _expand(source, corpus, add_tokens, trim, keep_special, min_frequency, show_progress)
+    vocab_size = 32000 if vocab_size is None else vocab_size
+    keep_special = "used" if keep_special is None else keep_special
     spec = tokenizer_spec(backend)
     model_spec = spec["model"]
     model_type = model_spec.get("type")

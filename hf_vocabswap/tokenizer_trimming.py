@@ -45,9 +45,8 @@ from .tokenizer_json import (
     merges_among,
     remap_special_ids,
     required_special_tokens,
-    role_kwargs,
-    source_attributes,
     tokenizer_family,
+    tokenizer_kwargs,
     tokenizer_spec,
 )
 from .vocab import TokenizerProfile
@@ -254,15 +253,7 @@ def _rebuild(src: _Source, new_model: dict, new_token_ids: dict[str, int]):
         dict(a, id=new_token_ids[a["content"]]) for a in spec.get("added_tokens") or [] if a["content"] in new_token_ids
     ]
     remap_special_ids(new_spec, spec, new_token_ids)
-    kwargs = role_kwargs(tokenizer, new_token_ids)
-    extra = [str(t) for t in (getattr(tokenizer, "extra_special_tokens", None) or []) if str(t) in new_token_ids]
-    if extra:
-        kwargs["extra_special_tokens"] = extra
-    kwargs.update(source_attributes(tokenizer))
-    for attr in ("add_bos_token", "add_eos_token"):
-        if attr in getattr(tokenizer, "init_kwargs", {}):
-            kwargs[attr] = tokenizer.init_kwargs[attr]
-    return build_tokenizer(new_spec, tokenizer, **kwargs)
+    return build_tokenizer(new_spec, tokenizer, **tokenizer_kwargs(tokenizer, new_token_ids))
 
 
 def trim_tokenizer(

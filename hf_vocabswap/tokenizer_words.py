@@ -134,7 +134,14 @@ def has_multi_digit_tokens(vocab: Iterable[str], family: str, prefix: str | None
     return False
 
 
-def corpus_pieces(corpus: Corpus, backend, specials: list[str], *, progress: bool) -> Iterator[str]:
+def _splitter(strings) -> regex.Pattern | None:
+    """A pattern matching any of ``strings`` (longest first), or None for none."""
+    strings = [s for s in strings if s]
+    return regex.compile("|".join(regex.escape(s) for s in sorted(strings, key=len, reverse=True))) if strings else None
+
+
+def corpus_pieces(corpus: Corpus, backend, specials: list[str], *, progress: bool,
+                  normalized_specials: Iterable[str] = ()) -> Iterator[str]:
     """Every normalized, pre-tokenized piece of the corpus, in order, spelled as the model sees it.
 
     Args:
@@ -143,19 +150,25 @@ def corpus_pieces(corpus: Corpus, backend, specials: list[str], *, progress: boo
         specials: strings cut out of each text first (the source's added tokens), as the
             tokenizer itself matches them before normalizing.
         progress: show a progress bar over the texts (group ``hf_vocabswap.tokenizer``).
+        normalized_specials: strings cut out of each normalized chunk (the contents, normalized,
+            of the added tokens the tokenizer matches after normalizing, such as Gemma's runs
+            of ``▁``), so the pieces are exactly what reaches the model.
     """
     normalizer, pre_tokenizer = backend.normalizer, backend.pre_tokenizer
-    special_re = regex.compile("|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True))) if specials else None
+    special_re, normalized_re = _splitter(specials), _splitter(normalized_specials)
     for text in progress_bar(corpus, group="tokenizer", desc="Pre-tokenizing corpus", unit=" texts", enabled=progress):
         for chunk in special_re.split(text) if special_re is not None else [text]:
             if not chunk:
                 continue
             if normalizer is not None:
                 chunk = normalizer.normalize_str(chunk)
-            if pre_tokenizer is None:
-                yield chunk
-            else:
-                yield from (p for p, _ in pre_tokenizer.pre_tokenize_str(chunk))
+            for part in normalized_re.split(chunk) if normalized_re is not None else [chunk]:
+                if not part:
+                    continue
+                if pre_tokenizer is None:
+                    yield part
+                else:
+                    yield from (p for p, _ in pre_tokenizer.pre_tokenize_str(part))
 
 
 def count_words(corpus: Corpus, backend, family: str, specials: list[str], individual_digits: bool, *,

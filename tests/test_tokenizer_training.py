@@ -23,6 +23,9 @@ emoji and rare symbols).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pydoc_data.topics
@@ -31,6 +34,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from tokenizers import Regex
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from hf_vocabswap.assets import write_texts
 from hf_vocabswap.errors import CorpusError, TokenizerError
 from hf_vocabswap.tokenizer_training import check_trained_tokenizer, train_tokenizer
 from hf_vocabswap.tokenizer_words import word_splitter
@@ -355,8 +359,6 @@ def test_empty_corpus(sources):
 
 
 def test_corpus_from_file(sources, ukrainian_train, tmp_path):
-    from hf_vocabswap.assets import write_texts
-
     path = write_texts(ukrainian_train[:300], tmp_path / "uk.txt")
     from_file = train_tokenizer(sources["gpt2"], path, 1500, show_progress=False)
     from_list = train_tokenizer(sources["gpt2"], ukrainian_train[:300], 1500, show_progress=False)
@@ -430,12 +432,6 @@ for name in ("bert", "gpt2", "xlmr"):
 def test_same_corpus_gives_the_same_tokenizer_in_two_processes(sources, ukrainian_train, tmp_path):
     """WordPiece, BPE and Unigram: identical tokenizer.json from two processes, whose string
     hashes (PYTHONHASHSEED) and Rust hash-map seeds differ."""
-    import os
-    import subprocess
-    import sys
-
-    from hf_vocabswap.assets import write_texts
-
     for name in ("bert", "gpt2", "xlmr"):
         sources[name].save_pretrained(tmp_path / "sources" / name)
     corpus = write_texts(ukrainian_train, tmp_path / "uk.txt")
