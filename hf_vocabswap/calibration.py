@@ -47,7 +47,7 @@ from .fields import check_option_types
 from .plan import MixingPlan
 from .progress import progress_bar
 from .surgery import find_embeddings, model_kind
-from .trim import token_counts
+from .tokenizer_trimming import token_counts
 
 logger = logging.getLogger(__name__)
 

@@ -156,9 +156,13 @@ def cmd_train_tokenizer(args) -> int:
         raise OutputExistsError(out)
     source = load_tokenizer(args.source_tokenizer)
     corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
-    tokenizer = train_tokenizer(source, corpus, args.vocab_size)
+    tokenizer = train_tokenizer(source, corpus, args.vocab_size, add_tokens=args.add_tokens, trim=args.trim)
     tokenizer.save_pretrained(out)
-    print(f"trained a {len(tokenizer)}-token tokenizer with the pipeline of {args.source_tokenizer}; saved to {out}")
+    if args.add_tokens is None and not args.trim:
+        print(f"trained a {len(tokenizer)}-token tokenizer with the pipeline of {args.source_tokenizer}; saved to {out}")
+    else:
+        what = "trimmed and expanded" if args.trim and args.add_tokens else "trimmed" if args.trim else "expanded"
+        print(f"{what} {args.source_tokenizer} ({len(source)} tokens) to {len(tokenizer)} tokens; saved to {out}")
     if args.heldout:
         texts = Path(args.heldout).read_text(encoding="utf-8").splitlines()
         print(json.dumps(check_trained_tokenizer(tokenizer, [t for t in texts if t.strip()]), indent=1))
@@ -253,13 +257,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     _add_common_transplant_args(p)
     _add_method_options(p, table)
 
-    p = sub.add_parser("train-tokenizer", help="train a target tokenizer with the source tokenizer's pipeline")
+    p = sub.add_parser("train-tokenizer", help="train a target tokenizer with the source tokenizer's pipeline, "
+                       "or expand (and trim) the source's vocabulary")
     p.add_argument("source_tokenizer", help="tokenizer whose pipeline to keep: Hub id, folder or .gguf file")
     p.add_argument("--corpus", nargs="+", required=True, help="target-language text file(s) or folder")
-    p.add_argument("--vocab-size", type=int, default=32000)
-    p.add_argument("--out", required=True)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--heldout", help="a held-out text file to check the tokenizer on")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="train a new vocabulary of this size (default: 32000; not with --add-tokens or --trim)")
+    p.add_argument("--add-tokens", type=int, default=None, metavar="K",
+                   help="keep every source token at its id and add K tokens learned on the corpus "
+                   "(default: none, train a new vocabulary); 0 only with --trim")
+    p.add_argument("--trim", action="store_true",
+                   help="first drop the source tokens the corpus never uses, then add --add-tokens "
+                   "(default: off; --trim alone only trims)")
+    p.add_argument("--out", required=True, help="output folder for the tokenizer files")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (default: off)")
+    p.add_argument("--heldout", help="a held-out text file to check the tokenizer on (default: none)")
 
     sub.add_parser("methods", help="list registered methods and their options")
 

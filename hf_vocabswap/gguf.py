@@ -63,8 +63,9 @@ _GEMMA_SENTENCEPIECE_ARCHS = {"gemma", "gemma2", "gemma3", "gemma3n", "gemma-emb
 _SPIECE_SPACE = "\u2581"  # ▁
 
 
-def is_gguf(path: str | os.PathLike) -> bool:
-    """True when ``path`` names an existing file ending in ``.gguf``."""
+def is_gguf(path) -> bool:
+    """True when ``path`` (a string or path; anything else gives False) names an existing file
+    ending in ``.gguf`` (any case)."""
     try:
         p = Path(path)
     except TypeError:

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import MismatchError, ModelError, PathNotFoundError, TokenizerError
-from .gguf import gguf_tokenizer, load_gguf
+from .gguf import gguf_tokenizer, is_gguf, load_gguf
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,6 @@ def check_source_path(source, *, what: str, files: tuple[str, ...] = (".gguf",),
         return
     if looks_like_path(text):
         raise PathNotFoundError(f"The {what} {text!r} does not exist (no such file or folder). Check the path, or pass a Hub id (owner/name).", path=text)
-
-
-def is_gguf(source) -> bool:
-    """Whether ``source`` names an existing ``.gguf`` file."""
-    return isinstance(source, (str, os.PathLike)) and str(source).endswith(".gguf") and Path(source).is_file()
 
 
 def load_model(source, task: str | None = None, **kwargs):

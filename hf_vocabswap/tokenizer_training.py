@@ -32,185 +32,67 @@ then the learned tokens in the trainer's order. So XLM-R keeps ``<s>=0 <pad>=1 <
 instead of ``[unusedN]`` placeholders (nothing is wasted). Special tokens whose source id
 does not fit (XLM-R's ``<mask>`` is the last id of 250,002) take the last ids of the new
 vocabulary, in source order, so "mask is last" stays true.
+
+Determinism
+-----------
+The same source, corpus and options give a byte-identical ``tokenizer.json`` in every
+process. The ``tokenizers`` trainers keep the corpus words in a hash map seeded afresh in
+each process, and two things depend on its order: the ids BPE/WordPiece trainers give to
+symbols with a continuation prefix (``##a``), which break ties between pairs of equal count,
+and the Unigram trainer's floating-point EM sums and the order in which it appends
+characters. The first is removed by registering those symbols up front in sorted order; the
+second by re-estimating the Unigram scores once from exact Viterbi counts (one hard-EM step,
+``log(count / total)``), ordered by score then string. The Unigram *piece set* is the
+trainer's: it was identical in every run measured, but a near tie at the trainer's pruning
+could in principle still depend on the hash order.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
 
-import regex
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from .corpus import Corpus
 from .errors import CorpusError, TokenizerError
-from .vocab import BYTE_TO_CHAR, CHAR_TO_BYTE, ROLES, walk_pipeline
+from .loading import load_tokenizer
+from .progress import are_progress_bars_disabled
+from .tokenizer_expansion import check_add_tokens, check_expandable, expand_tokenizer
+from .tokenizer_json import (
+    BYTE_PIECES,
+    build_tokenizer,
+    fast_backend,
+    merge_pairs,
+    merges_among,
+    remap_special_ids,
+    required_special_tokens,
+    role_kwargs,
+    source_attributes,
+    tokenizer_family,
+    tokenizer_spec,
+    visible_text,
+    word_marker,
+)
+from .tokenizer_trimming import trim_tokenizer
+from .tokenizer_words import count_words, has_multi_digit_tokens
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train_tokenizer", "check_trained_tokenizer", "word_splitter"]
+__all__ = ["train_tokenizer", "check_trained_tokenizer"]
 
-_BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
-_APOSTROPHES = "'\u2019"  # ʼ (U+02BC) is a letter already
 _SUPPORTED_MODELS = ("BPE", "Unigram", "WordPiece")
-# Scripts SentencePiece treats as one (Japanese mixes them inside words).
-_SCRIPT_ALIASES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "KATAKANA-HIRAGANA": "CJK", "IDEOGRAPHIC": "CJK"}
-
-
-# ----------------------------------------------------------------------------- pipeline
-def _family(spec: dict) -> str:
-    """"byte_level", "metaspace" or "plain" (WordPiece/BERT and others without a marker)."""
-    pre = [c for c in walk_pipeline(spec.get("pre_tokenizer"))]
-    norm = [c for c in walk_pipeline(spec.get("normalizer"))]
-    dec = [c for c in walk_pipeline(spec.get("decoder"))]
-    if any(c.get("type") == "ByteLevel" for c in pre + norm):
-        return "byte_level"
-    if any(c.get("type") == "Metaspace" for c in pre + dec):
-        return "metaspace"
-    if any(c.get("type") == "Replace" and "▁" in json.dumps(c, ensure_ascii=False) for c in norm + dec):
-        return "metaspace"
-    return "plain"
-
-
-def _marker(family: str) -> str | None:
-    """The word-start marker as it appears in the *visible* text of a piece."""
-    return {"byte_level": " ", "metaspace": "▁"}.get(family)
-
-
-def _visible(token: str, family: str) -> str:
-    """What a vocabulary entry stands for as text (byte-level entries are unmapped)."""
-    if family == "byte_level":
-        try:
-            data = bytes(CHAR_TO_BYTE[c] for c in token)
-        except KeyError:
-            return token
-        return data.decode("utf-8", errors="replace")
-    return token
-
-
-def _to_model_chars(text: str, family: str) -> str:
-    if family == "byte_level":
-        return "".join(BYTE_TO_CHAR[b] for b in text.encode("utf-8"))
-    return text
-
-
-@lru_cache(maxsize=65536)
-def _script(ch: str) -> str:
-    """A coarse script name of a letter (first word of its Unicode name)."""
-    if ch.isascii():
-        return "LATIN"
-    if unicodedata.category(ch).startswith("M"):
-        return ""  # combining marks inherit the script of their base
-    try:
-        name = unicodedata.name(ch)
-    except ValueError:
-        return "?"
-    first = name.split(" ", 1)[0]
-    if first in ("CJK",) or first in _SCRIPT_ALIASES:
-        return "CJK"
-    if first == "MODIFIER":  # ʼ MODIFIER LETTER APOSTROPHE and friends belong to the word
-        return ""
-    return first
-
-
-def _split_scripts(run: str) -> list[str]:
-    if run.isascii():
-        return [run]
-    out, start, current = [], 0, None
-    for i, ch in enumerate(run):
-        if ch in _APOSTROPHES:
-            continue
-        s = _script(ch)
-        if not s:
-            continue
-        if current is not None and s != current:
-            out.append(run[start:i])
-            start = i
-        current = s
-    out.append(run[start:])
-    return out
-
-
-def word_splitter(marker: str | None, individual_digits: bool):
-    """A function splitting a piece of text into trainer "words".
-
-    Words are: a run of letters (with combining marks, and apostrophes between letters) of
-    one script, a digit (or a run of digits when ``individual_digits`` is False), a run of
-    other symbols/punctuation, or a run of whitespace. A ``marker`` (``▁`` or a space) right
-    before a word stays attached to it; markers in a row before a word leave all but the
-    last as a pure-whitespace word. The pieces concatenate back to the input.
-    """
-    digits = r"\p{N}" if individual_digits else r"\p{N}+"
-    letters = rf"[\p{{L}}\p{{M}}]+(?:[{_APOSTROPHES}][\p{{L}}\p{{M}}]+)*"
-    if marker is None:
-        pattern = regex.compile(rf"{letters}|{digits}|[^\p{{L}}\p{{M}}\p{{N}}\s]+|\s+")
-    else:
-        m = regex.escape(marker)
-        other = rf"[^\p{{L}}\p{{M}}\p{{N}}\s{m}]+"
-        pattern = regex.compile(
-            rf"{m}?(?:{letters}|{digits}|{other})|(?:{m}(?={m}))+|{m}|(?:(?!{m})\s)+"
-        )
-
-    def split(piece: str) -> list[str]:
-        out: list[str] = []
-        for w in pattern.findall(piece):
-            body = w[1:] if marker is not None and w.startswith(marker) else w
-            if body and (body[0].isalpha() or unicodedata.category(body[0]).startswith("M")):
-                parts = _split_scripts(body)
-                if len(parts) > 1:
-                    out.append(w[: len(w) - len(body)] + parts[0])
-                    out.extend(parts[1:])
-                    continue
-            out.append(w)
-        return out
-
-    return split
 
 
 # ----------------------------------------------------------------------------- specials
 def _source_backend(source_tokenizer):
+    """(fast tokenizer, its ``tokenizers.Tokenizer``), loading a path or model id first."""
     if isinstance(source_tokenizer, (str, os.PathLike)):
-        from transformers import AutoTokenizer
-
-        try:
-            source_tokenizer = AutoTokenizer.from_pretrained(source_tokenizer)
-        except Exception as e:  # noqa: BLE001 - re-raised with a clear message
-            raise TokenizerError(f"Cannot load the source tokenizer {str(source_tokenizer)!r}: {e}") from e
-    backend = getattr(source_tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise TokenizerError(
-            f"{type(source_tokenizer).__name__} is not a fast (tokenizers-backed) tokenizer. Load it "
-            "with AutoTokenizer.from_pretrained(..., use_fast=True) or convert it first."
-        )
-    return source_tokenizer, backend
-
-
-def _processor_tokens(proc) -> list[str]:
-    """Special tokens a post-processor inserts (they must be kept)."""
-    out: list[str] = []
-    for c in walk_pipeline(proc):
-        t = c.get("type")
-        if t == "TemplateProcessing":
-            for entry in (c.get("special_tokens") or {}).values():
-                out.extend(entry.get("tokens") or [])
-        elif t in ("RobertaProcessing", "BertProcessing"):
-            out.extend([c["sep"][0], c["cls"][0]])
-    return out
-
-
-def _remap_processor(proc, ids: dict[str, int]) -> None:
-    for c in walk_pipeline(proc):
-        t = c.get("type")
-        if t == "TemplateProcessing":
-            for entry in (c.get("special_tokens") or {}).values():
-                entry["ids"] = [ids[tok] for tok in entry.get("tokens") or []]
-        elif t in ("RobertaProcessing", "BertProcessing"):
-            c["sep"] = [c["sep"][0], ids[c["sep"][0]]]
-            c["cls"] = [c["cls"][0], ids[c["cls"][0]]]
+        source_tokenizer = load_tokenizer(source_tokenizer)
+    return source_tokenizer, fast_backend(source_tokenizer)
 
 
 def _kept_specials(source, spec: dict, keep_special) -> list[dict]:
@@ -224,17 +106,7 @@ def _kept_specials(source, spec: dict, keep_special) -> list[dict]:
         return {"id": vocab.get(content), "content": content, "single_word": False, "lstrip": False,
                 "rstrip": False, "normalized": False, "special": True}
 
-    wanted: list[str] = []
-    for role in ROLES:
-        tok = getattr(source, f"{role}_token", None)
-        if tok:
-            wanted.append(str(tok))
-    model = spec["model"]
-    if model.get("unk_token") and model["unk_token"] in vocab:  # BPE / WordPiece
-        wanted.append(model["unk_token"])
-    if model.get("type") == "Unigram" and model.get("unk_id") is not None:
-        wanted.append(model["vocab"][model["unk_id"]][0])
-    wanted.extend(_processor_tokens(spec.get("post_processor")))
+    wanted = required_special_tokens(source, spec)
     if isinstance(keep_special, str):
         if keep_special == "all":
             wanted.extend(added)
@@ -244,8 +116,7 @@ def _kept_specials(source, spec: dict, keep_special) -> list[dict]:
                 "role: bos, eos, pad, unk, mask, cls, sep), 'all', or a list of extra tokens to keep."
             )
     else:
-        extra = [str(t) for t in keep_special]
-        wanted.extend(extra)
+        wanted.extend(str(t) for t in keep_special)
     seen, out = set(), []
     for content in wanted:
         if content in seen:
@@ -256,31 +127,20 @@ def _kept_specials(source, spec: dict, keep_special) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- training
-def _count_words(corpus: Corpus, backend, family: str, specials: list[str], individual_digits: bool,
-                 show_progress: bool) -> Counter:
-    normalizer, pre_tokenizer = backend.normalizer, backend.pre_tokenizer
-    split = word_splitter(_marker(family), individual_digits)
-    special_re = regex.compile("|".join(regex.escape(s) for s in sorted(specials, key=len, reverse=True))) if specials else None
-    counts: Counter = Counter()
-    texts: Iterable[str] = corpus
-    if show_progress:
-        from tqdm.auto import tqdm
+def _corpus_words(corpus: Corpus, backend, spec: dict, show_progress: bool) -> Counter:
+    """The corpus as trainer words (see :mod:`hf_vocabswap.tokenizer_words`).
 
-        texts = tqdm(corpus, desc="Pre-tokenizing corpus", unit=" texts")
-    for text in texts:
-        chunks = special_re.split(text) if special_re is not None else [text]
-        for chunk in chunks:
-            if not chunk:
-                continue
-            if normalizer is not None:
-                chunk = normalizer.normalize_str(chunk)
-            pieces = [p for p, _ in pre_tokenizer.pre_tokenize_str(chunk)] if pre_tokenizer is not None else [chunk]
-            for piece in pieces:
-                if family == "byte_level":
-                    visible = _visible(piece, family)
-                    counts.update(_to_model_chars(w, family) for w in split(visible))
-                else:
-                    counts.update(split(piece))
+    Raises:
+        CorpusError: when no text is left once the source's added tokens are cut out.
+    """
+    family = tokenizer_family(spec)
+    model_spec = spec["model"]
+    prefix = model_spec.get("continuing_subword_prefix") if model_spec["type"] == "WordPiece" else None
+    individual_digits = not has_multi_digit_tokens(backend.get_vocab(with_added_tokens=False), family, prefix)
+    all_added = [a["content"] for a in spec.get("added_tokens") or []]
+    counts = count_words(corpus, backend, family, all_added, individual_digits, progress=show_progress)
+    if not counts:
+        raise CorpusError(f"Corpus {corpus.description!r} holds no text once special tokens are removed.")
     return counts
 
 
@@ -293,19 +153,6 @@ def _word_batches(counts: Counter, batch: int = 4096) -> Iterator[list[str]]:
             buf = []
     if buf:
         yield buf
-
-
-def _has_multi_digit_tokens(vocab: dict[str, int], family: str, prefix: str | None) -> bool:
-    marker = _marker(family)
-    for tok in vocab:
-        v = _visible(tok, family)
-        if marker and v.startswith(marker):
-            v = v[len(marker):]
-        if prefix and v.startswith(prefix):
-            v = v[len(prefix):]
-        if len(v) > 1 and v.isdigit():
-            return True
-    return False
 
 
 def _alphabet_size(counts: Counter, model_type: str, prefix: str | None, byte_level: bool) -> int:
@@ -321,12 +168,71 @@ def _alphabet_size(counts: Counter, model_type: str, prefix: str | None, byte_le
     return len(chars)
 
 
+def _check_budget(vocab_size: int, specials: list[dict], byte_pieces: list[str], alphabet: int, byte_level: bool) -> None:
+    """Raises TokenizerError when ``vocab_size`` leaves no room for the alphabet."""
+    reserved = len(specials) + len(byte_pieces)
+    if vocab_size >= reserved + alphabet:
+        return
+    parts = [f"{len(specials)} special tokens"]
+    if byte_pieces:
+        parts.append(f"{len(byte_pieces)} byte-fallback pieces")
+    parts.append(f"{alphabet} {'byte-level' if byte_level else 'alphabet'} symbols")
+    hint = " or keep fewer special tokens (keep_special='used')" if len(specials) > 20 else ""
+    raise TokenizerError(
+        f"vocab_size={vocab_size} is too small: the {' + '.join(parts)} alone need "
+        f"{reserved + alphabet} ids. Use a larger vocab_size{hint}."
+    )
+
+
+def _decorated_symbols(counts: Counter, prefix: str | None, suffix: str | None) -> list[str]:
+    """The symbols a BPE/WordPiece trainer builds from single characters with a continuation
+    prefix or end-of-word suffix, sorted.
+
+    The trainer gives such symbols ids in the order it meets them while iterating over its
+    word hash map, whose order differs from process to process, and ties between pairs of
+    equal count are broken by those ids: registering the symbols up front (as the trainer's
+    special tokens, which take the first ids in the given order) makes training deterministic.
+    """
+    out: set[str] = set()
+    for word in counts:
+        last = len(word) - 1
+        for i, ch in enumerate(word):
+            s = (prefix or "") + ch if i > 0 else ch
+            if i == last and suffix:
+                s += suffix
+            if s != ch:
+                out.add(s)
+    return sorted(out)
+
+
+def _rescore_unigram(learned: dict, counts: Counter) -> dict:
+    """The learned Unigram pieces with scores re-estimated from their Viterbi counts on the words.
+
+    The Unigram trainer sums its EM statistics over a hash map of words, in an order that
+    differs from process to process, so its scores differ in the last bits from run to run,
+    and the characters it adds at the end get their small scores in hash order. One hard-EM
+    step makes the result deterministic: each word is segmented (with the trainer's scores)
+    and every piece gets ``log(count / total)`` of its exact integer count (pieces the
+    segmentation never uses get ``log(0.5 / total)``); pieces are ordered by score, then by string.
+    """
+    vocab = [(p, float(s)) for p, s in learned["vocab"]]
+    model = models.Unigram(vocab, learned.get("unk_id"), False)
+    used = [0] * len(vocab)
+    for word, n in counts.items():
+        for token in model.tokenize(word):
+            used[token.id] += n
+    total = sum(used)
+    scores = [math.log(c / total) if c else math.log(0.5 / total) for c in used]
+    order = sorted(range(len(vocab)), key=lambda i: (-scores[i], vocab[i][0]))
+    return dict(learned, vocab=[[vocab[i][0], scores[i]] for i in order])
+
+
 def _learn(model_spec: dict, counts: Counter, budget: int, min_frequency: int, show_progress: bool,
            byte_level: bool) -> dict:
-    """Run the tokenizers trainer of the source's model type on the counted words."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
+    """Run the tokenizers trainer of the source's model type on the counted words, deterministically
+    (see :func:`_decorated_symbols` and :func:`_rescore_unigram`)."""
     model_type = model_spec["type"]
+    show_progress = show_progress and not are_progress_bars_disabled("tokenizer")
     if model_type == "BPE":
         kwargs = {}
         if model_spec.get("continuing_subword_prefix"):
@@ -335,15 +241,16 @@ def _learn(model_spec: dict, counts: Counter, budget: int, min_frequency: int, s
             kwargs["end_of_word_suffix"] = model_spec["end_of_word_suffix"]
         model = models.BPE(**kwargs)
         trainer = trainers.BpeTrainer(
-            vocab_size=budget, min_frequency=min_frequency, show_progress=show_progress, special_tokens=[],
+            vocab_size=budget, min_frequency=min_frequency, show_progress=show_progress,
+            special_tokens=_decorated_symbols(counts, kwargs.get("continuing_subword_prefix"), kwargs.get("end_of_word_suffix")),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet() if byte_level else [], **kwargs,
         )
     elif model_type == "WordPiece":
         prefix = model_spec.get("continuing_subword_prefix") or "##"
         model = models.WordPiece(unk_token=model_spec.get("unk_token") or "[UNK]", continuing_subword_prefix=prefix)
         trainer = trainers.WordPieceTrainer(
-            vocab_size=budget, min_frequency=min_frequency, show_progress=show_progress, special_tokens=[],
-            continuing_subword_prefix=prefix,
+            vocab_size=budget, min_frequency=min_frequency, show_progress=show_progress,
+            special_tokens=_decorated_symbols(counts, prefix, None), continuing_subword_prefix=prefix,
         )
     else:  # Unigram: min_frequency does not apply (the EM prunes by likelihood)
         model = models.Unigram()
@@ -352,106 +259,21 @@ def _learn(model_spec: dict, counts: Counter, budget: int, min_frequency: int, s
     tok.normalizer = None
     tok.pre_tokenizer = None  # every sequence fed below is already one word
     tok.train_from_iterator(_word_batches(counts), trainer=trainer, length=None)
-    return json.loads(tok.to_str())["model"]
+    learned = tokenizer_spec(tok)["model"]
+    return _rescore_unigram(learned, counts) if model_type == "Unigram" else learned
 
 
-def train_tokenizer(
-    source_tokenizer,
-    corpus,
-    vocab_size: int = 32000,
-    *,
-    keep_special="used",
-    min_frequency: int = 2,
-    show_progress: bool = True,
-):
-    """Train a new tokenizer on ``corpus`` with the source tokenizer's own pipeline.
+def _learned_tokens(learned: dict, taken: set[str]) -> tuple[list[str], dict[str, float]]:
+    """The learned tokens in the trainer's order without ``taken`` ones, and Unigram scores."""
+    if learned["type"] == "Unigram":
+        items = [(p, s) for p, s in learned["vocab"] if p not in taken]
+        return [p for p, _ in items], dict(items)
+    return [t for t, _ in sorted(learned["vocab"].items(), key=lambda kv: kv[1]) if t not in taken], {}
 
-    Args:
-        source_tokenizer: a fast ``transformers`` tokenizer (or a path/model id to load one).
-            Its normalizer, pre-tokenizer, post-processor, decoder, model type (BPE, Unigram
-            or WordPiece) and model options are reused.
-        corpus: anything :class:`hf_vocabswap.corpus.Corpus` accepts (path, folder, list of
-            strings, ``datasets`` dataset).
-        vocab_size: size of the new vocabulary, special tokens and byte pieces included.
-            Reached exactly unless the corpus is too small for that many tokens (then a
-            warning is logged).
-        keep_special: ``"used"`` keeps only the special tokens with a role the model uses
-            (bos, eos, pad, unk, mask, cls, sep) and those the post-processor inserts;
-            ``"all"`` keeps every added token of the source; a list keeps the role tokens plus
-            the listed ones (a listed token the source lacks is added as a new special token).
-        min_frequency: minimum count of a pair to be merged (BPE, WordPiece; Unigram ignores it).
-        show_progress: show progress bars (corpus pass and the tokenizers trainer).
 
-    Returns:
-        A ``transformers.PreTrainedTokenizerFast`` (see the module docstring for where
-        special tokens end up). Save it with ``save_pretrained``.
-
-    Raises:
-        CorpusError: the corpus is missing or empty.
-        TokenizerError: the source is not a fast tokenizer or has an unsupported model type,
-            or ``vocab_size`` is too small for the special tokens, byte pieces and alphabet.
-    """
-    from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    source, backend = _source_backend(source_tokenizer)
-    corpus = Corpus.coerce(corpus)
-    spec = json.loads(backend.to_str())
-    model_spec = spec["model"]
-    model_type = model_spec.get("type")
-    if model_type not in _SUPPORTED_MODELS:
-        raise TokenizerError(
-            f"Cannot train a tokenizer like the source: its model type is {model_type}; "
-            f"supported are {', '.join(_SUPPORTED_MODELS)}."
-        )
-    if not isinstance(vocab_size, int) or vocab_size <= 0:
-        raise TokenizerError(f"vocab_size must be a positive integer, got {vocab_size!r}.")
-    family = _family(spec)
-    byte_level = family == "byte_level"
-    byte_fallback = bool(model_spec.get("byte_fallback"))
-    prefix = model_spec.get("continuing_subword_prefix") if model_type == "WordPiece" else None
-
-    specials = _kept_specials(source, spec, keep_special)
-    special_contents = {s["content"] for s in specials}
-    byte_pieces = [p for p in _BYTE_PIECES if p not in special_contents] if byte_fallback else []
-
-    source_vocab = backend.get_vocab(with_added_tokens=False)
-    individual_digits = not _has_multi_digit_tokens(source_vocab, family, prefix)
-    all_added = [a["content"] for a in spec.get("added_tokens") or []]
-    counts = _count_words(corpus, backend, family, all_added, individual_digits, show_progress)
-    if not counts:
-        raise CorpusError(f"Corpus {corpus.description!r} holds no text once special tokens are removed.")
-
-    alphabet = _alphabet_size(counts, model_type, prefix, byte_level)
-    reserved = len(specials) + len(byte_pieces)
-    if vocab_size < reserved + alphabet:
-        parts = [f"{len(specials)} special tokens"]
-        if byte_pieces:
-            parts.append(f"{len(byte_pieces)} byte-fallback pieces")
-        parts.append(f"{alphabet} {'byte-level' if byte_level else 'alphabet'} symbols")
-        hint = " or keep fewer special tokens (keep_special='used')" if len(specials) > 20 else ""
-        raise TokenizerError(
-            f"vocab_size={vocab_size} is too small: the {' + '.join(parts)} alone need "
-            f"{reserved + alphabet} ids. Use a larger vocab_size{hint}."
-        )
-
-    learned = _learn(model_spec, counts, vocab_size - reserved, min_frequency, show_progress, byte_level)
-    taken = special_contents | set(byte_pieces)
-    if model_type == "Unigram":
-        learned_items = [(p, s) for p, s in learned["vocab"] if p not in taken]
-        learned_tokens = [p for p, _ in learned_items]
-        scores = dict(learned_items)
-    else:
-        learned_tokens = [t for t, _ in sorted(learned["vocab"].items(), key=lambda kv: kv[1]) if t not in taken]
-        scores = {}
-    total = reserved + len(learned_tokens)
-    if total < vocab_size:
-        logger.warning(
-            "The corpus only supports %d tokens (asked for vocab_size=%d): train on more text or lower "
-            "min_frequency to reach the requested size.", total, vocab_size,
-        )
-
-    # --- assign ids: specials keep their source ids where they fit, then bytes, learned, leftovers
+def _assign_ids(specials: list[dict], fill: list[str], total: int) -> list[str]:
+    """Token of each id: specials at their source id where it fits and is free, the others at
+    the last ids in source order, ``fill`` (byte pieces then learned tokens) lowest first."""
     slots: list[str | None] = [None] * total
     late: list[dict] = []
     for s in sorted(specials, key=lambda s: (s["id"] is None, s["id"] if s["id"] is not None else 0)):
@@ -464,62 +286,165 @@ def train_tokenizer(
     tail = free[len(free) - len(late):] if late else []
     for s, i in zip(late, tail):
         slots[i] = s["content"]
-    fill = iter(byte_pieces + learned_tokens)
+    tokens = iter(fill)
     for i in free[: len(free) - len(late)]:
-        slots[i] = next(fill)
-    new_ids = {tok: i for i, tok in enumerate(slots)}
+        slots[i] = next(tokens)
+    return slots
 
-    # --- the new model: the source's model options with the new vocabulary
+
+def _new_model(model_spec: dict, source, slots: list[str], scores: dict[str, float], learned: dict) -> dict:
+    """The source's model options with the new vocabulary (and merges)."""
+    new_ids = {tok: i for i, tok in enumerate(slots)}
     new_model = dict(model_spec)
-    vocab_set = set(new_ids)
+    model_type = model_spec["type"]
     if model_type == "Unigram":
         new_model["vocab"] = [[tok, scores.get(tok, 0.0)] for tok in slots]
         unk_id = model_spec.get("unk_id")
         unk = model_spec["vocab"][unk_id][0] if unk_id is not None else getattr(source, "unk_token", None)
         new_model["unk_id"] = new_ids.get(str(unk)) if unk else None
-    else:
-        new_model["vocab"] = new_ids
-        if model_type == "BPE":
-            merges = [list(m) if not isinstance(m, str) else m.split(" ", 1) for m in learned.get("merges", [])]
-            cut = len(model_spec.get("continuing_subword_prefix") or "")  # as tokenizers builds merged tokens
-            new_model["merges"] = [m for m in merges if m[0] in vocab_set and m[1] in vocab_set and m[0] + m[1][cut:] in vocab_set]
-        if model_spec.get("unk_token") is not None and model_spec["unk_token"] not in new_ids:
-            new_model["unk_token"] = None  # only when the source's unk is not a token of its vocabulary
+        return new_model
+    new_model["vocab"] = new_ids
+    if model_type == "BPE":
+        cut = len(model_spec.get("continuing_subword_prefix") or "")
+        new_model["merges"] = merges_among(merge_pairs(learned), new_ids, cut)
+    if model_spec.get("unk_token") is not None and model_spec["unk_token"] not in new_ids:
+        new_model["unk_token"] = None  # only when the source's unk is not a token of its vocabulary
+    return new_model
 
+
+def _wrap(source, spec: dict, new_model: dict, specials: list[dict], keep_special):
+    """The new spec (the source's pipeline, the new model, kept specials) as a fast tokenizer."""
+    vocab = new_model["vocab"]
+    new_ids = {tok: i for i, (tok, _) in enumerate(vocab)} if new_model["type"] == "Unigram" else vocab
     new_spec = dict(spec)
     new_spec["model"] = new_model
-    added_entries = []
-    for s in specials:
-        e = dict(s)
-        e["id"] = new_ids[s["content"]]
-        added_entries.append(e)
-    new_spec["added_tokens"] = sorted(added_entries, key=lambda e: e["id"])
-    post = json.loads(json.dumps(spec.get("post_processor")))
-    _remap_processor(post, new_ids)
-    new_spec["post_processor"] = post
-    padding = spec.get("padding")
-    if padding and padding.get("pad_token") in new_ids:
-        padding = dict(padding, pad_id=new_ids[padding["pad_token"]])
-        new_spec["padding"] = padding
-    tok = Tokenizer.from_str(json.dumps(new_spec, ensure_ascii=False))
-
-    kwargs = {}
-    for role in ROLES:
-        value = getattr(source, f"{role}_token", None)
-        if value is not None:
-            kwargs[f"{role}_token"] = str(value)
+    new_spec["added_tokens"] = sorted((dict(s, id=new_ids[s["content"]]) for s in specials), key=lambda e: e["id"])
+    remap_special_ids(new_spec, spec, new_ids)
+    kwargs = role_kwargs(source)
     extra = [s["content"] for s in specials if s.get("special", True) and s["content"] not in kwargs.values()]
     source_extra = {str(t) for t in (getattr(source, "extra_special_tokens", None) or [])}
     if keep_special == "all":
         extra = [t for t in extra if t in source_extra]
     if extra:
         kwargs["extra_special_tokens"] = extra
-    for attr in ("padding_side", "truncation_side", "clean_up_tokenization_spaces", "model_input_names"):
-        value = getattr(source, attr, None)
-        if value is not None:
-            kwargs[attr] = value
-    target = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=source.model_max_length, **kwargs)
-    return target
+    kwargs.update(source_attributes(source, ("padding_side", "truncation_side", "clean_up_tokenization_spaces",
+                                              "model_input_names")))
+    return build_tokenizer(new_spec, source, **kwargs)
+
+
+def _expand(source, corpus: Corpus, add_tokens, trim: bool, keep_special, min_frequency: int, show_progress: bool):
+    """``train_tokenizer`` with ``add_tokens``/``trim``: trim the source first if asked, then add tokens."""
+    add_tokens = check_add_tokens(add_tokens, trim)
+    if add_tokens:
+        check_expandable(source)
+    if not trim and keep_special is not None:
+        raise TokenizerError(
+            "keep_special applies to training a new vocabulary or to trim=True: expansion alone keeps every "
+            "source token. Drop keep_special, or pass trim=True."
+        )
+    if trim:
+        source = trim_tokenizer(source, corpus, keep_special="all" if keep_special is None else keep_special)
+    if add_tokens == 0:
+        return source
+    return expand_tokenizer(source, corpus, add_tokens, min_frequency=min_frequency, progress=show_progress)
+
+
+def train_tokenizer(
+    source_tokenizer,
+    corpus,
+    vocab_size: int | None = None,
+    *,
+    add_tokens: int | None = None,
+    trim: bool = False,
+    keep_special=None,
+    min_frequency: int = 2,
+    show_progress: bool = True,
+):
+    """Train a new tokenizer on ``corpus`` with the source tokenizer's own pipeline, or expand the source.
+
+    With ``vocab_size`` (the default) a new vocabulary replaces the source's. With
+    ``add_tokens`` (and/or ``trim``) the source is kept and grown instead
+    (:mod:`hf_vocabswap.tokenizer_expansion`): every source token keeps its string and id and
+    ``add_tokens`` new tokens learned on the corpus follow; ``trim=True`` first removes the
+    tokens the corpus never uses (:func:`hf_vocabswap.tokenizer_trimming.trim_tokenizer`, merge
+    closure included), so ``add_tokens=0, trim=True`` is exactly ``trim_tokenizer(source, corpus)``.
+
+    Args:
+        source_tokenizer: a fast ``transformers`` tokenizer (or a path, ``.gguf`` file or model
+            id to load one). Its normalizer, pre-tokenizer, post-processor, decoder, model type
+            (BPE, Unigram or WordPiece) and model options are reused.
+        corpus: anything :class:`hf_vocabswap.corpus.Corpus` accepts (path, folder, list of
+            strings, ``datasets`` dataset).
+        vocab_size: size of the new vocabulary, special tokens and byte pieces included
+            (default 32000; not together with ``add_tokens`` or ``trim``). Reached exactly
+            unless the corpus is too small for that many tokens (then a warning is logged).
+        add_tokens: keep the source and add this many tokens learned on the corpus (fewer,
+            with a warning naming how many, when the corpus supports fewer); 0 only with ``trim``.
+        trim: keep only the source tokens the corpus uses before adding tokens.
+        keep_special: training a new vocabulary: ``"used"`` (the default) keeps only the
+            special tokens with a role the model uses (bos, eos, pad, unk, mask, cls, sep) and
+            those the post-processor inserts; ``"all"`` keeps every added token of the source;
+            a list keeps the role tokens plus the listed ones (a listed token the source lacks
+            is added as a new special token). With ``trim``: ``"all"`` (the default) or
+            ``"used"``, as for ``trim_tokenizer``. Not allowed for expansion without ``trim``.
+        min_frequency: minimum count of a pair to be merged (BPE, WordPiece and, when
+            expanding, Unigram; training a Unigram vocabulary ignores it).
+        show_progress: show progress bars (corpus pass and the tokenizers trainer; group
+            ``hf_vocabswap.tokenizer`` of :mod:`hf_vocabswap.progress`).
+
+    Returns:
+        A ``transformers.PreTrainedTokenizerFast`` (see the module docstring for where
+        special tokens end up, and for determinism: the same inputs give the same
+        ``tokenizer.json`` in every process). Save it with ``save_pretrained``.
+
+    Raises:
+        CorpusError: when the corpus is missing or empty.
+        TokenizerError: when the source cannot be loaded, is not a fast tokenizer or has an
+            unsupported model type; when ``vocab_size`` is not a positive integer or too
+            small for the special tokens, byte pieces and alphabet; when ``add_tokens`` is not
+            a positive integer (0 without ``trim``), or is given together with ``vocab_size``.
+    """
+    source, backend = _source_backend(source_tokenizer)
+    corpus = Corpus.coerce(corpus)
+    if add_tokens is not None or trim:
+        if vocab_size is not None:
+            raise TokenizerError(
+                f"Pass either vocab_size={vocab_size} (train a new vocabulary of that size) or "
+                f"add_tokens={add_tokens} (keep the source's and add that many{', after trimming' if trim else ''}), not both."
+            )
+        return _expand(source, corpus, add_tokens, trim, keep_special, min_frequency, show_progress)
+    vocab_size = 32000 if vocab_size is None else vocab_size
+    keep_special = "used" if keep_special is None else keep_special
+    spec = tokenizer_spec(backend)
+    model_spec = spec["model"]
+    model_type = model_spec.get("type")
+    if model_type not in _SUPPORTED_MODELS:
+        raise TokenizerError(
+            f"Cannot train a tokenizer like the source: its model type is {model_type}; "
+            f"supported are {', '.join(_SUPPORTED_MODELS)}."
+        )
+    if not isinstance(vocab_size, int) or vocab_size <= 0:
+        raise TokenizerError(f"vocab_size must be a positive integer, got {vocab_size!r}.")
+    byte_level = tokenizer_family(spec) == "byte_level"
+    prefix = model_spec.get("continuing_subword_prefix") if model_type == "WordPiece" else None
+    specials = _kept_specials(source, spec, keep_special)
+    special_contents = {s["content"] for s in specials}
+    byte_pieces = [p for p in BYTE_PIECES if p not in special_contents] if model_spec.get("byte_fallback") else []
+
+    counts = _corpus_words(corpus, backend, spec, show_progress)
+    _check_budget(vocab_size, specials, byte_pieces, _alphabet_size(counts, model_type, prefix, byte_level), byte_level)
+    reserved = len(specials) + len(byte_pieces)
+    learned = _learn(model_spec, counts, vocab_size - reserved, min_frequency, show_progress, byte_level)
+    learned_tokens, scores = _learned_tokens(learned, special_contents | set(byte_pieces))
+    total = reserved + len(learned_tokens)
+    if total < vocab_size:
+        logger.warning(
+            "The corpus only supports %d tokens (asked for vocab_size=%d): train on more text or lower "
+            "min_frequency to reach the requested size.", total, vocab_size,
+        )
+    slots = _assign_ids(specials, byte_pieces + learned_tokens, total)
+    new_model = _new_model(model_spec, source, slots, scores, learned)
+    return _wrap(source, spec, new_model, specials, keep_special)
 
 
 # ----------------------------------------------------------------------------- checking
@@ -534,7 +459,13 @@ def _pipeline_rendering(text: str, normalizer, pre_tokenizer, decoder) -> str:
 def check_trained_tokenizer(tokenizer, heldout_texts: Iterable[str]) -> dict:
     """Measure the traps on a trained tokenizer.
 
-    Returns a dict with:
+    Args:
+        tokenizer: the trained fast tokenizer.
+        heldout_texts: texts it was not trained on (empty texts are skipped).
+
+    Returns:
+        A dict with:
+
         ``pieces_crossing_word_boundary``: learned vocabulary entries with a word boundary
             (a space or word-start marker) anywhere but at their start, pure-whitespace
             entries excepted; ``crossing_examples`` shows up to 10.
@@ -550,19 +481,20 @@ def check_trained_tokenizer(tokenizer, heldout_texts: Iterable[str]) -> dict:
         ``byte_fallback_rate``: share of held-out tokens that are ``<0xNN>`` pieces.
         ``chars_per_token``: held-out characters per token.
         ``vocab_size``: ``len(tokenizer)``.
+
+    Raises:
+        TokenizerError: when ``tokenizer`` is not tokenizers-backed.
     """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise TokenizerError(f"{type(tokenizer).__name__} is not a fast (tokenizers-backed) tokenizer.")
-    spec = json.loads(backend.to_str())
-    family = _family(spec)
-    marker = _marker(family)
+    backend = fast_backend(tokenizer)
+    spec = tokenizer_spec(backend)
+    family = tokenizer_family(spec)
+    marker = word_marker(family)
     added = {a["content"] for a in spec.get("added_tokens") or []}
     crossing = []
     for tok in backend.get_vocab(with_added_tokens=False):
         if tok in added:
             continue
-        v = _visible(tok, family)
+        v = visible_text(tok, family)
         if not v.strip().strip("▁"):
             continue  # pure whitespace
         inner = v[1:]
@@ -571,7 +503,7 @@ def check_trained_tokenizer(tokenizer, heldout_texts: Iterable[str]) -> dict:
 
     normalizer, pre_tokenizer, decoder = backend.normalizer, backend.pre_tokenizer, backend.decoder
     unk_id = tokenizer.unk_token_id
-    byte_pieces = set(_BYTE_PIECES)
+    byte_pieces = set(BYTE_PIECES)
     byte_ids = {i for t, i in backend.get_vocab().items() if t in byte_pieces}
     n_tokens = n_unk = n_bytes = n_chars = failures = 0
     example = None

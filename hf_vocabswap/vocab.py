@@ -10,7 +10,6 @@ Special tokens are matched by role (bos, eos, pad, ...), never by string.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -19,29 +18,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import TokenizerError
+from .tokenizer_json import BYTE_TO_CHAR, CHAR_TO_BYTE, ROLES, tokenizer_family, tokenizer_spec
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("bos", "eos", "pad", "unk", "mask", "cls", "sep")
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table used by byte-level BPE."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
-BYTE_TO_CHAR = _bytes_to_unicode()
-CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
 
 
 class CanonicalForm(NamedTuple):
@@ -57,16 +38,6 @@ class CanonicalForm(NamedTuple):
         except UnicodeDecodeError:
             body = "".join(f"<0x{b:02X}>" for b in self.text)
         return ("▁" if self.word_start else "") + body
-
-
-def walk_pipeline(component: dict | None):
-    """Yield a tokenizer.json pipeline component and, for Sequences, its members."""
-    if not component:
-        return
-    yield component
-    for key in ("pretokenizers", "normalizers", "decoders", "processors"):
-        for sub in component.get(key) or []:
-            yield from walk_pipeline(sub)
 
 
 @dataclass
@@ -89,29 +60,15 @@ class TokenizerProfile:
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> "TokenizerProfile":
-        """The profile (canonical forms, roles, family) of a fast tokenizer."""
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is None:
-            raise TokenizerError(
-                f"{type(tokenizer).__name__} is not a fast (tokenizers-backed) tokenizer. Load it "
-                "with AutoTokenizer.from_pretrained(..., use_fast=True) or convert it first."
-            )
-        spec = json.loads(backend.to_str())
+        """The profile of a fast tokenizer.
+
+        Raises:
+            TokenizerError: ``tokenizer`` is not tokenizers-backed.
+        """
+        spec = tokenizer_spec(tokenizer)  # also rejects slow tokenizers
         model = spec["model"]
         model_type = model["type"]
-        parts = [c for key in ("normalizer", "pre_tokenizer", "decoder") for c in walk_pipeline(spec.get(key))]
-        types = {c.get("type") for c in parts}
-        metaspace = "Metaspace" in types or any(
-            c.get("type") == "Replace" and c.get("content") in ("▁", " ") and "▁" in json.dumps(c, ensure_ascii=False) for c in parts
-        )
-        if "ByteLevel" in types:
-            family = "byte_level"
-        elif metaspace:
-            family = "metaspace"
-        elif model_type == "WordPiece":
-            family = "wordpiece"
-        else:
-            family = "plain"
+        family = tokenizer_family(spec)
         prefix = model.get("continuing_subword_prefix") if model_type == "WordPiece" else None
         byte_fallback = bool(model.get("byte_fallback", False))
 

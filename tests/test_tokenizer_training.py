@@ -23,6 +23,9 @@ emoji and rare symbols).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pydoc_data.topics
@@ -31,8 +34,10 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from tokenizers import Regex
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from hf_vocabswap.assets import write_texts
 from hf_vocabswap.errors import CorpusError, TokenizerError
-from hf_vocabswap.tokenizer_training import check_trained_tokenizer, train_tokenizer, word_splitter
+from hf_vocabswap.tokenizer_training import check_trained_tokenizer, train_tokenizer
+from hf_vocabswap.tokenizer_words import word_splitter
 
 VOCAB = 8000
 ROLES = ("bos", "eos", "pad", "unk", "mask", "cls", "sep")
@@ -354,8 +359,6 @@ def test_empty_corpus(sources):
 
 
 def test_corpus_from_file(sources, ukrainian_train, tmp_path):
-    from hf_vocabswap.assets import write_texts
-
     path = write_texts(ukrainian_train[:300], tmp_path / "uk.txt")
     from_file = train_tokenizer(sources["gpt2"], path, 1500, show_progress=False)
     from_list = train_tokenizer(sources["gpt2"], ukrainian_train[:300], 1500, show_progress=False)
@@ -412,3 +415,34 @@ def test_real_gemma3(ukrainian_train, ukrainian_heldout, tmp_path):
     tgt.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert [again.tokenize(t) for t in ukrainian_heldout[:20]] == [tgt.tokenize(t) for t in ukrainian_heldout[:20]]
+
+
+# ----------------------------------------------------------------------------- determinism
+_TRAIN_IN_CHILD = """
+import sys
+from transformers import AutoTokenizer
+from hf_vocabswap.tokenizer_training import train_tokenizer
+sources, corpus, out = sys.argv[1], sys.argv[2], sys.argv[3]
+for name in ("bert", "gpt2", "xlmr"):
+    src = AutoTokenizer.from_pretrained(f"{sources}/{name}")
+    train_tokenizer(src, corpus, 4000, show_progress=False).save_pretrained(f"{out}/{name}")
+"""
+
+
+def test_same_corpus_gives_the_same_tokenizer_in_two_processes(sources, ukrainian_train, tmp_path):
+    """WordPiece, BPE and Unigram: identical tokenizer.json from two processes, whose string
+    hashes (PYTHONHASHSEED) and Rust hash-map seeds differ."""
+    for name in ("bert", "gpt2", "xlmr"):
+        sources[name].save_pretrained(tmp_path / "sources" / name)
+    corpus = write_texts(ukrainian_train, tmp_path / "uk.txt")
+    outputs = []
+    for run, seed in enumerate(("1", "2")):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = tmp_path / f"run{run}"
+        subprocess.run([sys.executable, "-c", _TRAIN_IN_CHILD, str(tmp_path / "sources"), str(corpus), str(out)],
+                       env=env, check=True, timeout=600)
+        outputs.append(out)
+    for name in ("bert", "gpt2", "xlmr"):
+        first = (outputs[0] / name / "tokenizer.json").read_bytes()
+        assert first == (outputs[1] / name / "tokenizer.json").read_bytes(), name
+        assert len(json.loads(first)["model"]["vocab"]) >= 3900

@@ -16,8 +16,8 @@ from hf_vocabswap.cli import main as cli_main
 from hf_vocabswap.errors import CorpusError, MethodOptionError
 from hf_vocabswap.methods import COMBINED, COPIED
 from hf_vocabswap.transplant import transplant_tokenizer
-from hf_vocabswap.trim import kept_source_ids, trim_tokenizer
-from hf_vocabswap.vocab import BYTE_TO_CHAR
+from hf_vocabswap.tokenizer_trimming import kept_source_ids, trim_tokenizer
+from hf_vocabswap.tokenizer_json import BYTE_TO_CHAR
 
 from .families import FAMILY_BY_NAME, build_tokenizer, tokenizer_pair
 

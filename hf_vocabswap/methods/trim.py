@@ -9,7 +9,7 @@ Two ways to run it:
       transplant_tokenizer(model, None, method="trim", corpus="uk_train.txt", drop_scripts=["Han"])
       hf-vocabswap transplant MODEL MODEL --method trim --corpus uk_train.txt --out small
 
-- trim first with :func:`hf_vocabswap.trim.trim_tokenizer`, inspect the tokenizer, then pass it
+- trim first with :func:`hf_vocabswap.tokenizer_trimming.trim_tokenizer`, inspect the tokenizer, then pass it
   as the target (no corpus needed)::
 
       small = trim_tokenizer(tokenizer, "uk_train.txt")
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import CorpusError, MethodOptionError, TokenizerError
-from ..trim import KEEP_SPECIAL, check_scripts, kept_source_ids, trim_tokenizer
+from ..tokenizer_trimming import KEEP_SPECIAL, check_scripts, kept_source_ids, trim_tokenizer
 from ..plan import MixingPlan, PlanBuilder
 from ..surgery import find_embeddings
 from .base import Method, MethodConfig, MethodContext, register_method
@@ -132,7 +132,7 @@ class Trim(Method):
         if corpus is None and not cfg.drop_scripts:
             raise CorpusError(
                 "Method 'trim' removes the tokens a corpus never uses: pass corpus=... (and/or drop_scripts=...), "
-                "or a tokenizer already trimmed with hf_vocabswap.trim.trim_tokenizer as the target."
+                "or a tokenizer already trimmed with hf_vocabswap.tokenizer_trimming.trim_tokenizer as the target."
             )
         return trim_tokenizer(
             target, corpus, min_frequency=cfg.min_frequency, drop_scripts=cfg.drop_scripts, keep_special=cfg.keep_special
