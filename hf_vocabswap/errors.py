@@ -76,6 +76,10 @@ class OutputExistsError(VocabSwapError, FileExistsError):
         )
 
 
+class CardError(VocabSwapError, ValueError):
+    """A model-card field is invalid: a language that is not an ISO 639 code, an evaluation without a value."""
+
+
 class ResourceError(VocabSwapError, FileNotFoundError):
     """A resource a method needs (fastText model, dictionary, helper model) is missing."""
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calibration import CalibrationConfig, calibrate_new_tokens, new_token_ids
+from .card import example_from_texts, validate_language
 from .corpus import Corpus
 from .errors import CorpusError, MethodOptionError, NoOverlapError, TokenizerError
 from .loading import SourceModel, check_pair, load_tokenizer, open_source, tokenizer_fingerprint
@@ -61,6 +62,7 @@ class PlannedTransplant:
             :class:`~hf_vocabswap.calibration.CalibrationConfig`: on, with its settings).
         auto_reason: why ``auto`` picked the method, when it did.
         started: ``time.perf_counter()`` at the start of planning.
+        language: the target language's ISO 639 code(s) for the card, or None.
     """
 
     source: SourceModel
@@ -74,6 +76,7 @@ class PlannedTransplant:
     calibrate: bool | CalibrationConfig | None = None
     auto_reason: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    language: str | list[str] | None = None
 
 
 def transplant_tokenizer(
@@ -90,6 +93,7 @@ def transplant_tokenizer(
     inplace: bool = False,
     low_memory: bool | None = None,
     calibrate: bool | CalibrationConfig | None = None,
+    language: str | list[str] | None = None,
     **method_options,
 ) -> TransplantResult:
     """Swap a model's vocabulary for ``target_tokenizer`` and initialize the new embeddings.
@@ -121,6 +125,8 @@ def transplant_tokenizer(
             causal, masked and encoder-decoder LMs; needs ``corpus``). None (default): the
             method's default (on for ``hybrid``, where the corpus allows it). A
             :class:`~hf_vocabswap.calibration.CalibrationConfig` calibrates with those settings.
+        language: ISO 639-1 or 639-3 code(s) of the target language (``"uk"``), recorded and
+            written to the model card's ``language:`` field.
         **method_options: options of the chosen method (its config dataclass fields).
 
     Returns:
@@ -128,6 +134,7 @@ def transplant_tokenizer(
         ``.plan`` and ``.save_pretrained(dir)`` / ``.push_to_hub(repo_id)``.
 
     Raises:
+        CardError: ``language`` is not an ISO 639 code (checked before anything is loaded).
         UnknownMethodError: ``method`` is not registered.
         MethodOptionError: an option the method does not have, or calibration asked for a streamed model.
         CorpusError: the method needs a corpus and none (or an empty one) was given.
@@ -145,7 +152,7 @@ def transplant_tokenizer(
     """
     planned = plan_transplant(
         model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=corpus, seed=seed, task=task,
-        device=device, inplace=inplace, low_memory=low_memory, calibrate=calibrate, **method_options,
+        device=device, inplace=inplace, low_memory=low_memory, calibrate=calibrate, language=language, **method_options,
     )
     return apply_transplant(planned, pad_to_multiple_of=pad_to_multiple_of)
 
@@ -163,6 +170,7 @@ def plan_transplant(
     inplace: bool = False,
     low_memory: bool | None = None,
     calibrate: bool | CalibrationConfig | None = None,
+    language: str | list[str] | None = None,
     **method_options,
 ) -> PlannedTransplant:
     """Load, check and align, and make the method's plan; the model is not changed yet.
@@ -174,6 +182,7 @@ def plan_transplant(
         A :class:`PlannedTransplant`; pass it to :func:`apply_transplant`.
     """
     started = time.perf_counter()
+    language = validate_language(language)
     corpus = Corpus.coerce(corpus)
     requested = get_method(method)
     _check_requested(requested, method_options, corpus, calibrate)
@@ -202,7 +211,7 @@ def plan_transplant(
         raise RuntimeError(f"method {method_cls.name!r} planned {plan.num_target} rows for {len(target)} target tokens")
     if auto_reason:
         plan.stats["auto"] = auto_reason
-    return PlannedTransplant(source, target, alignment, impl, plan, corpus, seed, device, calibrate, auto_reason, started)
+    return PlannedTransplant(source, target, alignment, impl, plan, corpus, seed, device, calibrate, auto_reason, started, language)
 
 
 def apply_transplant(planned: PlannedTransplant, *, pad_to_multiple_of: int | None = None) -> TransplantResult:
@@ -312,7 +321,7 @@ def _calibration_step(planned: PlannedTransplant, tokenizer) -> dict | None:
 def _report(planned: PlannedTransplant, surgery: dict) -> TransplantReport:
     corpus, target = planned.corpus, planned.target_tokenizer
     config: MethodConfig = planned.method.config
-    return TransplantReport.build(
+    report = TransplantReport.build(
         method=planned.method.name,
         options=config.to_dict(),
         seed=planned.seed,
@@ -329,3 +338,8 @@ def _report(planned: PlannedTransplant, surgery: dict) -> TransplantReport:
         model_kind=model_kind(planned.source.model),
         seconds=time.perf_counter() - planned.started,
     )
+    # What the model card states about the target language and where the text came from.
+    report.language = planned.language
+    report.datasets = [corpus.hub_dataset.name] if corpus is not None and corpus.hub_dataset is not None else []
+    report.example_text = example_from_texts(corpus) if corpus is not None else None
+    return report
