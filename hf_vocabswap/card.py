@@ -47,6 +47,7 @@ from .version import __version__
 from .corpus import HubDatasetSpec
 from .errors import CardError, CorpusError, NotAnOutputFolderError, UnknownMethodError
 from .evaluate import tokenizer_stats
+from .loading import folder_weights_sha256
 from .methods import get_method
 from .record import CARD_FILE, RECORD_FILE, read_record
 from .summary import changed_options, flat_stats, format_value, is_local_path, public_name
@@ -311,7 +312,7 @@ class CardFacts:
             target_tokenizer_sha256=prov.get("target_tokenizer_sha256"),
             target_tokenizer_local=is_local_path(prov.get("target_tokenizer")),
             source_revision=prov.get("source_revision"),
-            source_sha256=prov.get("source_sha256"),
+            source_sha256=prov.get("source_sha256") or (_folder_sha256(raw_source) if local else None),
             source_local=local,
             corpus=corpus_name(prov.get("corpus")),
             corpus_sha256=prov.get("corpus_sha256"),
@@ -340,6 +341,11 @@ class CardFacts:
     def needs_training(self) -> bool:
         """True when some rows are not exact copies, i.e. the model has not seen them."""
         return self.counts.get("combined", 0) + self.fallback > 0
+
+
+def _folder_sha256(path: str) -> str | None:
+    """The weights hash of a local source folder the record has none for (a model object loaded from it)."""
+    return folder_weights_sha256(Path(path)) if Path(path).is_dir() else None
 
 
 def _target_name(name: str | None, source: str) -> str | None:
@@ -676,7 +682,7 @@ def _corpus_cell(facts: CardFacts) -> str:
         config = f", config `{spec.config}`" if spec.config else ""
         what = f"Hub dataset [`{spec.name}`](https://huggingface.co/datasets/{spec.name}){config}, split `{spec.split}`"
     elif corpus.startswith("<"):
-        what = f"texts given in Python ({corpus})"
+        what = f"a {corpus.strip('<>')} of texts given in Python"
     else:
         what = ", ".join(f"`{part}`" for part in corpus.split(", "))
     sha = _sha(facts.corpus_sha256, "content")

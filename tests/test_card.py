@@ -484,3 +484,15 @@ def test_update_card_errors(splade_result, tmp_path):
         update_card_with_evaluation(folder, {"bits_per_character": 1.0})
     with pytest.raises(NotAnOutputFolderError, match="no vocabswap.json"):
         update_card_with_evaluation(tmp_path, {"bits_per_character": 1.0})
+
+
+def test_a_record_written_before_the_card_fields_still_loads_and_renders(splade_result, tmp_path):
+    folder = splade_result.save_pretrained(tmp_path / "out")
+    record = json.loads((folder / "vocabswap.json").read_text(encoding="utf-8"))
+    for key in ("language", "datasets", "example_text"):
+        record.pop(key)
+    record["a_key_from_a_newer_version"] = 1
+    (folder / "vocabswap.json").write_text(json.dumps(record), encoding="utf-8")
+    card = render_folder_card(folder)
+    assert card.data.language is None and card.data.datasets is None
+    assert "tokenizer.mask_token" in extract_snippet(str(card)) and "Hello, world!" not in str(card)
