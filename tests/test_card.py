@@ -496,3 +496,8 @@ def test_a_record_written_before_the_card_fields_still_loads_and_renders(splade_
     card = render_folder_card(folder)
     assert card.data.language is None and card.data.datasets is None
     assert "tokenizer.mask_token" in extract_snippet(str(card)) and "Hello, world!" not in str(card)
+
+
+def test_the_local_path_check_finds_paths_and_not_urls():
+    assert local_paths_in("`/home/me/models/bert` and C:\\Users\\me\\bert") == ["/home/me/models/bert", "C:\\Users\\me\\bert"]
+    assert local_paths_in("[`a/b`](https://huggingface.co/a/b), bits/char, *random* / *mean*, path/to/this/folder") == []
