@@ -7,21 +7,29 @@ method's options appear here without editing this file.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
 import runpy
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 
 import transformers
 
+from .version import __version__
+from .card import update_card_with_evaluation, validate_language
+from .corpus import Corpus, HubDatasetSpec
 from .errors import (
+    CardError,
     CorpusError,
     MethodOptionError,
     MismatchError,
     ModelError,
     NoOverlapError,
+    NotAnOutputFolderError,
     OutputExistsError,
     OutputPathError,
     PathNotFoundError,
@@ -38,6 +46,9 @@ from .methods import available_methods, get_method
 from .output import claim_output, terminate_as_interrupt
 from .progress import disable_progress_bars
 from .quickstart import run_quickstart
+from .record import CARD_FILE, read_record
+from .space import push_space, space_app_dir
+from .summary import report_summary
 from .tokenizer_training import check_trained_tokenizer, train_tokenizer
 from .train import continue_pretraining
 from .transplant import DEFAULT_METHOD, transplant_tokenizer
@@ -55,16 +66,38 @@ def _method_option_table() -> dict[str, dict]:
     return table
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default (unless its help already says it), e.g. ``(default: 42)``."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default is argparse.SUPPRESS or not action.option_strings or action.required:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # noqa: SLF001 - argparse's own classes
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        return f"{text} (default: {'none' if action.default is None else '%(default)s'})"
+
+
+def library_default(function, name: str):
+    """The default of parameter ``name`` of a library function: the CLI shows and uses the same one."""
+    return inspect.signature(function).parameters[name].default
+
+
 def _add_common_transplant_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default=DEFAULT_METHOD, help=f"initialization method (default: {DEFAULT_METHOD}; see `hf-vocabswap methods`)")
-    p.add_argument("--corpus", nargs="+", help="target-language text file(s) or folder, for methods that learn from text")
-    p.add_argument("--seed", type=int, default=42)
+    d = lambda name: library_default(transplant_tokenizer, name)  # noqa: E731
+    p.add_argument("--method", default=d("method"), help=f"initialization method (default: {d('method')}; see `hf-vocabswap methods`)")
+    p.add_argument("--corpus", nargs="+", help="target-language text: file(s) or a folder of .txt files, or a Hub dataset "
+                   "dataset:NAME[:CONFIG][@SPLIT] (streamed), for methods that learn from text and for calibration")
+    p.add_argument("--text-column", default="text", help="the text column of a dataset: corpus")
+    p.add_argument("--corpus-max-chars", type=int, help="use the corpus only up to this many characters (whole samples; default: all of it)")
+    p.add_argument("--language", help="ISO 639-1 or 639-3 code of the target language (e.g. uk), for the model card's language: field")
+    p.add_argument("--seed", type=int, default=d("seed"), help="seeds every random choice (same inputs and seed: same weights)")
     p.add_argument("--source-tokenizer", help="tokenizer the model was trained with (default: the model's own)")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="accept a --source-tokenizer whose special ids or vocabulary differ from the model's own (default: refused)")
-    p.add_argument("--task", choices=["masked", "causal", "seq2seq", "base"], help="force the model head to load")
-    p.add_argument("--pad-to-multiple-of", type=int, help="round embedding rows up to a multiple of N")
-    p.add_argument("--device", default="cpu", help="where methods run their maths (cpu, cuda)")
+    p.add_argument("--task", choices=["masked", "causal", "seq2seq", "base"], default=d("task"), help="force the model head to load")
+    p.add_argument("--pad-to-multiple-of", type=int, default=d("pad_to_multiple_of"), help="round embedding rows up to a multiple of N")
+    p.add_argument("--device", default=d("device"), help="where methods run their maths (cpu, cuda)")
 
 
 def _add_method_options(p: argparse.ArgumentParser, table: dict[str, dict]) -> None:
@@ -78,9 +111,11 @@ def _add_method_options(p: argparse.ArgumentParser, table: dict[str, dict]) -> N
         group.add_argument(
             flag,
             dest=f"opt_{field_name}",
+            metavar=field_name.upper(),
             type=entry["type"],
             default=None,
-            help=f"[{', '.join(sorted(entry['methods']))}] {entry['help']} (default: {entry['default']})",
+            help=f"[{', '.join(sorted(entry['methods']))}] {entry['help']}"
+            + ("" if "default" in entry["help"].lower() else f" (default: {entry['default']})"),
         )
 
 
@@ -111,17 +146,29 @@ def _configure_output(quiet: bool) -> None:
         disable_progress_bars(None)
 
 
-def corpus_argument(values: list[str] | None):
-    """What ``--corpus`` gave, as a corpus: one path, or several paths (never taken as text samples,
-    so a misspelt file among several is reported missing)."""
+def corpus_from_args(values: list[str] | None, text_column: str = "text", max_chars: int | None = None) -> Corpus | None:
+    """The corpus ``--corpus`` names: paths (each must exist) or one ``dataset:NAME[:CONFIG][@SPLIT]``.
+
+    Raises:
+        CorpusError: a path does not exist, a dataset id is mixed with other corpora, or the
+            dataset cannot be opened (or has no ``text_column``: the message lists its columns).
+    """
     if not values:
         return None
-    return values[0] if len(values) == 1 else [Path(v) for v in values]
+    datasets = [v for v in values if HubDatasetSpec.parse(v) is not None and not Path(v).exists()]
+    if datasets and len(values) > 1:
+        raise CorpusError(f"--corpus takes one Hub dataset ({datasets[0]}) or text files, not both or several datasets.")
+    missing = [v for v in values if v not in datasets and not Path(v).exists()]
+    if missing:
+        raise CorpusError(f"Corpus file {missing[0]!r} does not exist. Pass existing text files or folders, or dataset:NAME for a Hub dataset.")
+    source = values[0] if len(values) == 1 else [Path(v) for v in values]
+    return Corpus(source, text_column=text_column, max_chars=max_chars)
 
 
 def cmd_transplant(args, table) -> int:
-    """``hf-vocabswap transplant``: transplant, save the output folder, print the report."""
-    corpus = corpus_argument(args.corpus)
+    """``hf-vocabswap transplant``: transplant, save the output folder, print a summary of the report."""
+    language = validate_language(args.language)
+    corpus = corpus_from_args(args.corpus, args.text_column, args.corpus_max_chars)
     options = _method_options(args, table)
     # Claimed before the work: a second run into the same --out fails now, not after minutes.
     claim = claim_output(args.out, overwrite=args.overwrite)
@@ -139,12 +186,13 @@ def cmd_transplant(args, table) -> int:
             low_memory=args.low_memory,
             calibrate=args.calibrate,
             allow_mismatch=args.allow_mismatch,
+            language=language,
             **options,
         )
         out = result.save_pretrained(args.out, claim=claim)
     finally:
         claim.release()
-    print(result.report)
+    print(report_summary(result.report))
     print(f"saved to {out}")
     return 0
 
@@ -170,21 +218,56 @@ def cmd_train_tokenizer(args) -> int:
 
 
 def cmd_methods(args, table) -> int:
-    """``hf-vocabswap methods``: every registered method, what it needs and its options."""
+    """``hf-vocabswap methods``: every registered method, what it needs and its options, in lines that fit a terminal."""
+    width = min(shutil.get_terminal_size((100, 24)).columns, 120)
     for name in available_methods():
         cls = get_method(name)
         needs = " (needs --corpus)" if cls.needs_corpus else ""
-        picks = f" Picks one of: {', '.join(cls.candidates())}; their options apply." if cls.candidates() != (name,) else ""
-        print(f"{name}{needs}: {cls.summary}{picks}")
+        picks = ""
+        if cls.candidates() != (name,):
+            picks = (f" It picks one of {', '.join(cls.candidates())} (the choice and its reason are recorded in "
+                     "vocabswap.json); the options of the one it picks apply.")
+        print(textwrap.fill(f"{name}{needs}: {cls.summary}{picks}", width=width, subsequent_indent="    "))
         for field_name, _, default, help_text in cls.config_class.option_fields():
-            print(f"    --{field_name.replace('_', '-')} (default {default!r}): {help_text}")
+            line = f"--{field_name.replace('_', '-')} (default {default!r}): {help_text}"
+            print(textwrap.fill(line, width=width, initial_indent="    ", subsequent_indent="        "))
     return 0
 
 
+def _check_card_folder(folder) -> None:
+    """``--update-card`` needs an output folder with a record and a card; checked before evaluating."""
+    read_record(folder)
+    if not (Path(folder) / CARD_FILE).is_file():
+        raise NotAnOutputFolderError(folder, [CARD_FILE], f"it has no model card {CARD_FILE} for --update-card to update")
+
+
+def _source_results(args, record, texts) -> dict | None:
+    """The "before" numbers of --update-card: the recorded (or given) source on the same text, or None."""
+    source = args.source or record.provenance.get("source")
+    if not source or str(source).startswith("<"):
+        logger.warning("the source model is not recorded by name; the card gets the adapted model's numbers only")
+        return None
+    try:
+        return evaluate_model(source, texts, max_length=args.max_length, batch_size=args.batch_size)
+    except (VocabSwapError, OSError, ValueError) as e:
+        logger.warning("cannot evaluate the source model %s (%s); pass --source to name it. The card gets the adapted model's numbers only.", source, e)
+        return None
+
+
 def cmd_evaluate(args) -> int:
-    """``hf-vocabswap evaluate``: tokenizer statistics and held-out bits per character of a model."""
-    results = evaluate_model(args.model, args.text, max_chars=args.max_chars, max_length=args.max_length, batch_size=args.batch_size)
-    print(format_results(results) if not args.json else json.dumps(results, indent=1, default=str))
+    """``hf-vocabswap evaluate``: tokenizer statistics and held-out bits per character of a model;
+    with ``--update-card`` also of its source, written into the folder's model card."""
+    if args.update_card:
+        _check_card_folder(args.model)
+    texts = corpus_from_args([args.text], args.text_column, args.max_chars)
+    results = evaluate_model(args.model, texts, max_length=args.max_length, batch_size=args.batch_size)
+    shown = [results]
+    if args.update_card:
+        before = _source_results(args, read_record(args.model), texts)
+        path = update_card_with_evaluation(args.model, results, before, dataset_sha256=texts.content_hash())
+        shown = ([before] if before else []) + [results]
+        logger.info("updated %s", path)
+    print(format_results(shown) if not args.json else json.dumps(shown if len(shown) > 1 else results, indent=1, default=str))
     return 0
 
 
@@ -227,36 +310,35 @@ def cmd_quickstart(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """``hf-vocabswap demo``: run the Gradio Space of this repository locally."""
-    app = Path(__file__).resolve().parent.parent / "spaces" / "hf-vocabswap-demo" / "app.py"
-    if not app.is_file():
-        raise VocabSwapError(f"The demo app is not at {app}; run it from a clone of the repository.")
-    sys.argv = [str(app)]
-    runpy.run_path(str(app), run_name="__main__")
+    """``hf-vocabswap demo``: run the Gradio demo here (``--port``, ``--host``, ``--adapted``, ``--source``
+    go to the app), or with ``--push OWNER/NAME`` create or update a Space of it on the Hub."""
+    if args.push:
+        info = push_space(args.push, adapted=args.adapted, source=args.source, private=args.private, from_pypi=args.from_pypi)
+        print(f"pushed the demo Space {args.push}: {getattr(info, 'commit_url', info)}")
+        return 0
+    app = space_app_dir() / "app.py"
+    argv = [f"--{name}={value}" for name in ("source", "adapted", "host", "port") if (value := getattr(args, name)) is not None]
+    namespace = runpy.run_path(str(app), run_name="hf_vocabswap_demo_app")
+    namespace["main"](argv)
     return 0
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    """The argument parser of every subcommand, and the method-option table its flags came from."""
-    table = _method_option_table()
-    parser = argparse.ArgumentParser(prog="hf-vocabswap", description="Swap a model's tokenizer and initialize the new embeddings.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("transplant", help="swap the vocabulary of a model and initialize the new embeddings")
+def _transplant_parser(sub, table) -> None:
+    p = sub.add_parser("transplant", help="swap the vocabulary of a model and initialize the new embeddings", formatter_class=_HelpFormatter)
     p.add_argument("source", help="model: Hub id, local folder or .gguf file")
     p.add_argument("target_tokenizer", help="target tokenizer: Hub id or folder")
     p.add_argument("--out", required=True, help="output folder (safetensors, tokenizer, record, model card)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--low-memory", action=argparse.BooleanOptionalAction, default=None,
+    p.add_argument("--low-memory", action=argparse.BooleanOptionalAction, default=library_default(transplant_tokenizer, "low_memory"),
                    help="load only the vocabulary tensors and stream the other weights (default: for sharded safetensors)")
-    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=library_default(transplant_tokenizer, "calibrate"),
                    help="shift the new tokens' output scores so the model predicts each as often as the corpus uses it "
                    "(causal, masked and seq2seq LMs; needs --corpus; default: on for hybrid, off for the other methods)")
     _add_common_transplant_args(p)
     _add_method_options(p, table)
 
+
+def _train_parsers(sub) -> None:
     p = sub.add_parser("train-tokenizer", help="train a target tokenizer with the source tokenizer's pipeline, "
                        "or expand (and trim) the source's vocabulary")
     p.add_argument("source_tokenizer", help="tokenizer whose pipeline to keep: Hub id, folder or .gguf file")
@@ -272,16 +354,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--out", required=True, help="output folder for the tokenizer files")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (default: off)")
     p.add_argument("--heldout", help="a held-out text file to check the tokenizer on (default: none)")
-
-    sub.add_parser("methods", help="list registered methods and their options")
-
-    p = sub.add_parser("evaluate", help="tokenizer statistics and held-out bits per character")
-    p.add_argument("model", help="model folder or Hub id (its own tokenizer is used)")
-    p.add_argument("--text", required=True, help="held-out text file")
-    p.add_argument("--max-chars", type=int, default=None)
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("train", help="continued pretraining (LAPT) on target-language text")
     p.add_argument("model")
@@ -302,27 +374,78 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p.add_argument("--load-best", action="store_true", help="keep the checkpoint with the best held-out bits per character")
     p.add_argument("--early-stopping-patience", type=int, help="stop after N evaluations without improvement")
 
-    p = sub.add_parser("push", help="upload an adapted folder to the Hub in one commit (private by default)")
-    p.add_argument("folder")
-    p.add_argument("repo_id")
-    p.add_argument("--public", action="store_true")
-    p.add_argument("--revision")
 
-    p = sub.add_parser("quickstart", help="the embedded default: real model and Ukrainian text, no Hub access")
-    p.add_argument("--out", default="vocabswap-quickstart")
-    p.add_argument("--method", default="auto", help="initialization method (default: auto, the calibrated hybrid here)")
-    p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--lapt-steps", type=int, default=0, help="also run a short continued pretraining")
-    p.add_argument("--overwrite", action="store_true")
+def _evaluate_parser(sub) -> None:
+    d = lambda name: library_default(evaluate_model, name)  # noqa: E731
+    p = sub.add_parser("evaluate", help="tokenizer statistics and held-out bits per character", formatter_class=_HelpFormatter)
+    p.add_argument("model", help="model folder or Hub id (its own tokenizer is used)")
+    p.add_argument("--text", required=True, help="held-out text: a file, a folder of .txt files or dataset:NAME[:CONFIG][@SPLIT]")
+    p.add_argument("--text-column", default="text", help="the text column of a dataset: text")
+    p.add_argument("--max-chars", type=int, default=d("max_chars"), help="use whole samples until this many characters (default: all)")
+    p.add_argument("--max-length", type=int, default=d("max_length"), help="tokens per scored window")
+    p.add_argument("--batch-size", type=int, default=d("batch_size"), help="windows per forward pass")
+    p.add_argument("--update-card", action="store_true",
+                   help="also evaluate the source model and write both into the folder's model card (model-index and an Evaluation section)")
+    p.add_argument("--source", help="with --update-card: the source model to compare with (default: the one in vocabswap.json)")
+    p.add_argument("--json", action="store_true", help="print the full results as JSON instead of a table")
 
-    sub.add_parser("demo", help="run the Gradio demo locally")
+
+def _push_parser(sub) -> None:
+    private = library_default(push_folder, "private")
+    p = sub.add_parser("push", help="upload an adapted folder to the Hub in one commit (private by default)", formatter_class=_HelpFormatter)
+    p.add_argument("folder", help="an output folder of hf-vocabswap (vocabswap.json, weights, tokenizer, card)")
+    p.add_argument("repo_id", help="owner/name of the model repo, or name for one of yours")
+    p.add_argument("--public", action="store_true", help=f"create the repo public (default: {'private' if private else 'public'})")
+    p.add_argument("--revision", help="the branch to commit to (default: main)")
+
+
+def _quickstart_parser(sub) -> None:
+    d = lambda name: library_default(run_quickstart, name)  # noqa: E731
+    p = sub.add_parser("quickstart", help="the embedded default: real model and Ukrainian text, no Hub access", formatter_class=_HelpFormatter)
+    p.add_argument("--out", default="vocabswap-quickstart", help="output folder of the adapted model")
+    p.add_argument("--method", default=d("method"), help=f"initialization method (default: {d('method')}, the calibrated hybrid here)")
+    p.add_argument("--vocab-size", type=int, default=d("vocab_size"), help="tokens of the Ukrainian tokenizer to train")
+    p.add_argument("--lapt-steps", type=int, default=d("lapt_steps"), help="also run a short continued pretraining of this many steps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+
+
+def _demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run the Gradio demo locally, or push it to a Hub Space (--push)", formatter_class=_HelpFormatter)
+    p.add_argument("--adapted", help="adapted model the demo shows at start: folder or Hub id (default: VOCABSWAP_ADAPTED, "
+                   "a Hub model online, the embedded default offline)")
+    p.add_argument("--source", help="source model shown beside it (default: the adapted model's recorded source)")
+    p.add_argument("--host", help="address to serve on (default: 127.0.0.1, or GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, help="port to serve on (default: 7860, or GRADIO_SERVER_PORT)")
+    p.add_argument("--push", metavar="OWNER/NAME", help="create or update this Space on the Hub in one commit (app, README, "
+                   "requirements.txt, a wheel of this hf_vocabswap) instead of running the demo (default: run it here)")
+    p.add_argument("--private", action="store_true", help="with --push: create the Space private (its build then needs --from-pypi)")
+    p.add_argument("--from-pypi", action="store_true",
+                   help=f"with --push: install hf-vocabswap=={__version__} from PyPI instead of uploading a wheel")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The argument parser of every subcommand, and the method-option table its flags came from."""
+    table = _method_option_table()
+    parser = argparse.ArgumentParser(prog="hf-vocabswap", description="Swap a model's tokenizer and initialize the new embeddings.",
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    parser.add_argument("--version", action="version", version=f"hf-vocabswap {__version__}", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _transplant_parser(sub, table)
+    _train_parsers(sub)
+    sub.add_parser("methods", help="list registered methods and their options", formatter_class=_HelpFormatter)
+    _evaluate_parser(sub)
+    _push_parser(sub)
+    _quickstart_parser(sub)
+    _demo_parser(sub)
     return parser, table
 
 
 # Errors that mean the input was wrong (exit 2, like argparse's usage errors); others are failures (exit 1).
 USAGE_ERRORS = (
     MethodOptionError, UnknownMethodError, PathNotFoundError, OutputExistsError, OutputPathError, CorpusError, TokenizerError,
-    ModelError, MismatchError, NoOverlapError, ResourceError,
+    ModelError, MismatchError, NoOverlapError, ResourceError, CardError, NotAnOutputFolderError,
 )
 
 

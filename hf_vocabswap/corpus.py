@@ -1,13 +1,81 @@
-"""Target-language text given as files, a list of strings, or a `datasets` dataset."""
+"""Target-language text given as files, a list of strings, a `datasets` dataset or a Hub dataset id.
+
+A Hub dataset is named ``dataset:NAME[:CONFIG][@SPLIT]`` (``dataset:me/uk-web``,
+``dataset:wikimedia/wikipedia:20231101.uk@train``); it is streamed with ``datasets`` (no full
+download), and every pass over the corpus streams it again from the start, so the same
+``max_chars`` gives the same text and the same content hash.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CorpusError
+
+DATASET_PREFIX = "dataset:"
+_DATASET_SPEC = re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*(?:/[A-Za-z0-9][\w.-]*)?)(?::(?P<config>[^@:]+))?(?:@(?P<split>[^@:]+))?$")
+
+
+@dataclass(frozen=True)
+class HubDatasetSpec:
+    """A Hub dataset named as a corpus: ``dataset:NAME[:CONFIG][@SPLIT]`` (split ``train`` by default).
+
+    Attributes:
+        name: the dataset's repo id, e.g. ``"me/uk-web"``.
+        config: the configuration (subset), or None for the default one.
+        split: the split to stream.
+    """
+
+    name: str
+    config: str | None = None
+    split: str = "train"
+
+    @classmethod
+    def parse(cls, text) -> "HubDatasetSpec | None":
+        """The spec of ``text`` when it starts with ``dataset:``, else None.
+
+        Raises:
+            CorpusError: it starts with ``dataset:`` but the rest is not ``NAME[:CONFIG][@SPLIT]``.
+        """
+        if not isinstance(text, str) or not text.startswith(DATASET_PREFIX):
+            return None
+        match = _DATASET_SPEC.match(text[len(DATASET_PREFIX):].strip())
+        if match is None:
+            raise CorpusError(
+                f"{text!r} is not a Hub dataset corpus: write dataset:NAME[:CONFIG][@SPLIT], "
+                "e.g. dataset:me/uk-web or dataset:wikimedia/wikipedia:20231101.uk@train."
+            )
+        return cls(match["name"], match["config"], match["split"] or "train")
+
+    def __str__(self) -> str:
+        return f"{DATASET_PREFIX}{self.name}{':' + self.config if self.config else ''}@{self.split}"
+
+    def open(self):
+        """The split as a streaming ``datasets.IterableDataset``.
+
+        Raises:
+            CorpusError: ``datasets`` is not installed, or the dataset, config or split cannot be opened.
+        """
+        try:
+            import datasets  # optional dependency: the `datasets` extra
+        except ImportError:
+            raise CorpusError(
+                f"Corpus {str(self)!r} is a Hub dataset, which needs the `datasets` package: "
+                "pip install 'hf-vocabswap[datasets]'."
+            ) from None
+        try:
+            return datasets.load_dataset(self.name, self.config, split=self.split, streaming=True)
+        except Exception as e:  # noqa: BLE001 - any failure to open it is the user's input to fix
+            offline = " (HF_HUB_OFFLINE is set: unset it to reach the Hub)" if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") else ""
+            raise CorpusError(
+                f"Cannot open the Hub dataset {str(self)!r}{offline}: {type(e).__name__}: {' '.join(str(e).split())[:400]}. "
+                "Check the dataset id, the config after ':' and the split after '@'."
+            ) from None
 
 
 def _is_file(item) -> bool:
@@ -27,24 +95,37 @@ class Corpus:
 
     Args:
         source: a path to a UTF-8 text file (one sample per line) or a folder of ``.txt``
-            files, a list of such paths, a list of strings, or a ``datasets`` Dataset /
-            IterableDataset (streaming works; the text column is ``text_column``).
+            files, a list of such paths, a list of strings, a ``datasets`` Dataset /
+            IterableDataset (streaming works; the text column is ``text_column``), or a Hub
+            dataset id written ``dataset:NAME[:CONFIG][@SPLIT]`` (streamed with ``datasets``).
         text_column: column holding the text in a dataset.
         max_samples: stop after this many samples (useful with streaming datasets).
+        max_chars: stop after the sample that reaches this many characters (whole samples).
 
     Raises:
-        CorpusError: the path does not exist, a file is not UTF-8, or there is no text.
+        CorpusError: the path does not exist, a file is not UTF-8, there is no text, a Hub
+            dataset cannot be opened, or a dataset has no ``text_column`` (the message lists
+            its columns).
+
+    Example:
+        >>> Corpus("dataset:me/uk-web@train", text_column="content", max_chars=2_000_000)
     """
 
-    def __init__(self, source, text_column: str = "text", max_samples: int | None = None):
+    def __init__(self, source, text_column: str = "text", max_samples: int | None = None, max_chars: int | None = None):
         if isinstance(source, Corpus):
             source = source.source
-        self.source = source
+        if max_chars is not None and max_chars < 1:
+            raise CorpusError(f"max_chars must be at least 1, not {max_chars}.")
+        spec = None if isinstance(source, str) and Path(source).exists() else HubDatasetSpec.parse(source)
+        self.hub_dataset = spec
+        self.source = spec.open() if spec is not None else source
         self.text_column = text_column
         self.max_samples = max_samples
-        self.description = self._describe(source)
-        self._files = self._resolve_files(source)
+        self.max_chars = max_chars
+        self.description = str(spec) if spec is not None else self._describe(source)
+        self._files = None if spec is not None else self._resolve_files(source)
         self._hash: str | None = None
+        self._check_columns()
         self._check_not_empty()
 
     @classmethod
@@ -96,6 +177,20 @@ class Corpus:
                 raise CorpusError(f"Corpus file {str(p)!r} does not exist. Pass an existing text file, folder, list of strings or dataset.")
         return files
 
+    def _check_columns(self) -> None:
+        """A dataset without the text column: the error lists the columns it has."""
+        columns = getattr(self.source, "column_names", None)
+        if self._files is not None or isinstance(self.source, (list, tuple)) or not columns:
+            return
+        if self.text_column not in columns:
+            raise self._no_column_error(columns)
+
+    def _no_column_error(self, columns) -> CorpusError:
+        return CorpusError(
+            f"Dataset {self.description!r} has no {self.text_column!r} column; its columns are: "
+            f"{', '.join(map(str, columns))}. Pass text_column=... (CLI: --text-column) naming the text column."
+        )
+
     def _check_not_empty(self) -> None:
         for _ in self:
             return
@@ -105,7 +200,7 @@ class Corpus:
         )
 
     def __iter__(self) -> Iterator[str]:
-        count = 0
+        count = chars = 0
         for text in self._raw():
             if text is None:
                 continue
@@ -114,7 +209,10 @@ class Corpus:
                 continue
             yield text
             count += 1
+            chars += len(text)
             if self.max_samples is not None and count >= self.max_samples:
+                return
+            if self.max_chars is not None and chars >= self.max_chars:
                 return
 
     def _raw(self) -> Iterable[str]:
@@ -139,11 +237,14 @@ class Corpus:
             for row in self.source:
                 if isinstance(row, dict):
                     if self.text_column not in row:
+                        raise self._no_column_error(list(row))
+                    value = row[self.text_column]
+                    if value is not None and not isinstance(value, str):
                         raise CorpusError(
-                            f"Dataset rows have no {self.text_column!r} column (columns: {sorted(row)}). "
-                            "Pass text_column=... to name the text column."
+                            f"Column {self.text_column!r} of {self.description!r} holds {type(value).__name__} values, "
+                            "not text. Pass text_column=... naming a column of strings."
                         )
-                    yield row[self.text_column]
+                    yield value
                 else:
                     yield str(row)
             return

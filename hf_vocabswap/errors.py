@@ -107,6 +107,10 @@ class PathNotFoundError(VocabSwapError, FileNotFoundError):
         return self.args[0]
 
 
+class CardError(VocabSwapError, ValueError):
+    """A model-card field is invalid: a language that is not an ISO 639 code, an evaluation without a value."""
+
+
 class ResourceError(VocabSwapError, FileNotFoundError):
     """A resource a method needs (fastText model, dictionary, helper model) is missing."""
 

@@ -17,6 +17,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from . import assets
 from .errors import OutputExistsError
 from .evaluate import evaluate_model, format_results
+from .summary import report_summary
 from .tokenizer_training import train_tokenizer
 from .train import continue_pretraining
 from .transplant import transplant_tokenizer
@@ -58,8 +59,8 @@ def run_quickstart(
     target_tokenizer = train_tokenizer(source_tokenizer, train, vocab_size)
 
     print(f"\n[2/4] transplanting with method={method!r}")
-    result = transplant_tokenizer(model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=train)
-    print(result.report)
+    result = transplant_tokenizer(model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=train, language="uk")
+    print(report_summary(result.report))
 
     print("\n[3/4] evaluating on held-out text (bits per character: lower is better)")
     before = evaluate_model(model, heldout, tokenizer=source_tokenizer)

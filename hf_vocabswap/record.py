@@ -56,6 +56,9 @@ class TransplantReport:
         model_kind: "masked", "causal", "seq2seq" or "base".
         seconds: wall time of the transplant.
         version: the hf_vocabswap version that wrote the record.
+        language: ISO 639 code(s) of the target language, when given (the card's ``language:``).
+        datasets: Hub dataset ids the transplant learned from (the card's ``datasets:``).
+        example_text: a short sample of the corpus, for the card's usage example.
     """
 
     method: str
@@ -71,6 +74,9 @@ class TransplantReport:
     model_kind: str = ""
     seconds: float = 0.0
     version: str = __version__
+    language: str | list[str] | None = None
+    datasets: list[str] = field(default_factory=list)
+    example_text: str | None = None
 
     @classmethod
     def build(cls, *, method, options, seed, alignment, plan: MixingPlan, surgery, provenance, model_kind, seconds) -> "TransplantReport":

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .calibration import CalibrationConfig, calibrate_new_tokens, new_token_ids
+from .card import example_from_texts, validate_language
 from .corpus import Corpus, first_chars
 from .errors import CorpusError, MethodOptionError, NoOverlapError, TokenizerError
 from .evaluate import tokenizer_stats
@@ -67,6 +68,7 @@ class PlannedTransplant:
             :class:`~hf_vocabswap.calibration.CalibrationConfig`: on, with its settings).
         auto_reason: why ``auto`` picked the method, when it did.
         started: ``time.perf_counter()`` at the start of planning.
+        language: the target language's ISO 639 code(s) for the card, or None.
     """
 
     source: SourceModel
@@ -80,6 +82,7 @@ class PlannedTransplant:
     calibrate: bool | CalibrationConfig | None = None
     auto_reason: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    language: str | list[str] | None = None
 
 
 def transplant_tokenizer(
@@ -97,6 +100,7 @@ def transplant_tokenizer(
     low_memory: bool | None = None,
     calibrate: bool | CalibrationConfig | None = None,
     allow_mismatch: bool = False,
+    language: str | list[str] | None = None,
     **method_options,
 ) -> TransplantResult:
     """Swap a model's vocabulary for ``target_tokenizer`` and initialize the new embeddings.
@@ -130,6 +134,8 @@ def transplant_tokenizer(
             :class:`~hf_vocabswap.calibration.CalibrationConfig` calibrates with those settings.
         allow_mismatch: accept a ``source_tokenizer`` that does not look like the model's own (other
             special ids than the config's, or another vocabulary than the one saved with the model).
+        language: ISO 639-1 or 639-3 code(s) of the target language (``"uk"``), recorded and
+            written to the model card's ``language:`` field.
         **method_options: options of the chosen method (its config dataclass fields).
 
     Returns:
@@ -137,6 +143,7 @@ def transplant_tokenizer(
         ``.plan`` and ``.save_pretrained(dir)`` / ``.push_to_hub(repo_id)``.
 
     Raises:
+        CardError: ``language`` is not an ISO 639 code (checked before anything is loaded).
         UnknownMethodError: ``method`` is not registered.
         MethodOptionError: an option the method does not have, or calibration asked for a streamed model.
         CorpusError: the method needs a corpus and none (or an empty one) was given.
@@ -157,7 +164,7 @@ def transplant_tokenizer(
     planned = plan_transplant(
         model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=corpus, seed=seed, task=task,
         device=device, inplace=inplace, low_memory=low_memory, calibrate=calibrate, allow_mismatch=allow_mismatch,
-        **method_options,
+        language=language, **method_options,
     )
     return apply_transplant(planned, pad_to_multiple_of=pad_to_multiple_of)
 
@@ -176,6 +183,7 @@ def plan_transplant(
     low_memory: bool | None = None,
     calibrate: bool | CalibrationConfig | None = None,
     allow_mismatch: bool = False,
+    language: str | list[str] | None = None,
     **method_options,
 ) -> PlannedTransplant:
     """Load, check and align, and make the method's plan; the model is not changed yet.
@@ -188,6 +196,7 @@ def plan_transplant(
     """
     started = time.perf_counter()
     check_settings(seed=seed, device=device, task=task)
+    language = validate_language(language)
     corpus = Corpus.coerce(corpus)
     requested = get_method(method)
     _check_requested(requested, method_options, corpus, calibrate)
@@ -221,7 +230,7 @@ def plan_transplant(
         raise RuntimeError(f"method {method_cls.name!r} planned {plan.num_target} rows for {len(target)} target tokens")
     if auto_reason:
         plan.stats["auto"] = auto_reason
-    return PlannedTransplant(source, target, alignment, impl, plan, corpus, seed, device, calibrate, auto_reason, started)
+    return PlannedTransplant(source, target, alignment, impl, plan, corpus, seed, device, calibrate, auto_reason, started, language)
 
 
 def apply_transplant(planned: PlannedTransplant, *, pad_to_multiple_of: int | None = None) -> TransplantResult:
@@ -396,7 +405,7 @@ def _calibration_step(planned: PlannedTransplant, tokenizer) -> dict | None:
 def _report(planned: PlannedTransplant, surgery: dict) -> TransplantReport:
     corpus, target = planned.corpus, planned.target_tokenizer
     config: MethodConfig = planned.method.config
-    return TransplantReport.build(
+    report = TransplantReport.build(
         method=planned.method.name,
         options=config.to_dict(),
         seed=planned.seed,
@@ -413,3 +422,8 @@ def _report(planned: PlannedTransplant, surgery: dict) -> TransplantReport:
         model_kind=model_kind(planned.source.model),
         seconds=time.perf_counter() - planned.started,
     )
+    # What the model card states about the target language and where the text came from.
+    report.language = planned.language
+    report.datasets = [corpus.hub_dataset.name] if corpus is not None and corpus.hub_dataset is not None else []
+    report.example_text = example_from_texts(corpus) if corpus is not None else None
+    return report

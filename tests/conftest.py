@@ -8,9 +8,32 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import re
+
 import pytest
 
 from hf_vocabswap import assets
+
+# An absolute POSIX or Windows path (not a URL's path: no ':', '/' or word character before it).
+_LOCAL_PATH = re.compile(r"(?<![\w:/.\-])/(?:[\w.@+-]+/)+[\w.@+-]*|\b[A-Za-z]:\\[^\s`|]+")
+
+
+def local_paths_in(text: str) -> list[str]:
+    """The absolute paths of this machine a text names (a model card must name none)."""
+    return _LOCAL_PATH.findall(text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_local_path_in_any_written_card(tmp_path_factory):
+    """After the session: no model card that a test wrote (README.md with the hf-vocabswap tag under
+    pytest's temporary folder) names an absolute path of this machine."""
+    yield
+    offenders = {}
+    for readme in tmp_path_factory.getbasetemp().rglob("README.md"):
+        text = readme.read_text(encoding="utf-8", errors="replace")
+        if "- hf-vocabswap" in text and local_paths_in(text):
+            offenders[str(readme)] = local_paths_in(text)[:3]
+    assert not offenders, f"model cards naming local paths: {offenders}"
 
 
 @pytest.fixture(scope="session")

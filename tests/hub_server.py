@@ -1,10 +1,13 @@
 """A small Hugging Face Hub stand-in for tests: a threaded HTTP server on 127.0.0.1.
 
-It implements what ``huggingface_hub`` (2.x, httpx transport) and ``transformers`` use to
-push a folder in one commit and to download it again: whoami, repo creation, repo info,
-tree listing, YAML validation, preupload, the LFS batch API and uploads, commits (ndjson),
-and ``resolve`` downloads with the headers the client checks. Repos have an owner and a
-visibility; writes need the owner's token, reads of private repos too.
+It implements what ``huggingface_hub`` (2.x, httpx transport), ``transformers`` and ``datasets``
+use to push a folder in one commit and to download or stream it again: whoami, repo creation,
+repo info, tree listing, paths-info, YAML validation, preupload, the LFS batch API and uploads,
+commits (ndjson), and ``resolve`` downloads with the headers the client checks (HTTP ranges
+too, which streaming reads use). Model, dataset and Space repos are kept apart: ``repos`` holds
+models under ``owner/name``, datasets under ``datasets/owner/name`` and Spaces under
+``spaces/owner/name``. Repos have an owner and a visibility; writes need the owner's token,
+reads of private repos too.
 
 Use it from a subprocess that has ``HF_ENDPOINT`` set before huggingface_hub is imported
 (:func:`hub_env` builds that environment)::
@@ -45,6 +48,14 @@ class StoredFile:
         return hashlib.sha256(self.content).hexdigest()
 
 
+REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+
+
+def repo_key(repo_id: str, repo_type: str = "model") -> str:
+    """The key of a repo in :attr:`HubServer.repos`: ``owner/name`` for models, ``datasets/owner/name`` ..."""
+    return repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
+
+
 @dataclass
 class Repo:
     repo_id: str
@@ -52,6 +63,8 @@ class Repo:
     private: bool
     files: dict[str, StoredFile] = field(default_factory=dict)
     commits: list[dict] = field(default_factory=list)
+    repo_type: str = "model"
+    sdk: str | None = None
 
     @property
     def sha(self) -> str:
@@ -117,15 +130,16 @@ class HubServer:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # ------------------------------------------------------------------ state helpers
-    def add_repo(self, repo_id: str, owner: str, *, private: bool = False, files: dict[str, bytes] | None = None) -> Repo:
+    def add_repo(self, repo_id: str, owner: str, *, private: bool = False, files: dict[str, bytes] | None = None,
+                 repo_type: str = "model", sdk: str | None = None) -> Repo:
         """Pre-seed a repo (e.g. one that belongs to someone else)."""
         with self.lock:
-            repo = Repo(repo_id, owner, private)
+            repo = Repo(repo_id, owner, private, repo_type=repo_type, sdk=sdk)
             repo.files[".gitattributes"] = StoredFile(GITATTRIBUTES, False)
             for path, content in (files or {}).items():
                 repo.files[path] = StoredFile(content, path.endswith(LFS_SUFFIXES))
             repo.commits.append(_commit_record("initial commit", repo.files))
-            self.repos[repo_id] = repo
+            self.repos[repo_key(repo_id, repo_type)] = repo
             return repo
 
 
@@ -255,30 +269,40 @@ class _Handler(BaseHTTPRequestHandler):
                 st.lfs_objects[parts[1]] = data
             self._send(200, b"")
             return 200
-        if len(parts) >= 4 and parts[0] == "api" and parts[1] == "models":
-            repo_id = f"{parts[2]}/{parts[3]}"
+        if len(parts) >= 4 and parts[0] == "api" and parts[1] in REPO_TYPES:
+            key = repo_key(f"{parts[2]}/{parts[3]}", REPO_TYPES[parts[1]])
             rest = parts[4:]
             if method == "GET" and (not rest or rest[0] == "revision"):
-                return self._repo_info(repo_id, user)
+                return self._repo_info(key, user, "/".join(rest[1:]) or "main")
             if method == "GET" and rest and rest[0] == "tree":
-                return self._tree(repo_id, user, "/".join(rest[2:]), "recursive" in query)
+                return self._tree(key, user, rest[1] if len(rest) > 1 else "main", "/".join(rest[2:]), "recursive" in query)
+            if method == "POST" and rest and rest[0] == "paths-info":
+                return self._paths_info(key, user, "/".join(rest[1:]))
             if method == "POST" and rest and rest[0] == "preupload":
-                return self._preupload(repo_id, user)
+                return self._preupload(key, user)
             if method == "POST" and rest and rest[0] == "commit":
-                return self._commit(repo_id, user, "/".join(rest[1:]))
-        if method == "POST" and len(parts) == 6 and parts[1].endswith(".git") and parts[2:] == ["info", "lfs", "objects", "batch"]:
-            return self._lfs_batch(f"{parts[0]}/{parts[1][:-4]}", user)
-        if method in ("GET", "HEAD") and len(parts) >= 5 and parts[2] == "resolve":
-            return self._resolve(f"{parts[0]}/{parts[1]}", user, parts[3], "/".join(parts[4:]), head=method == "HEAD")
+                return self._commit(key, user, "/".join(rest[1:]))
+        prefix_type, repo_parts = "model", parts
+        if parts and parts[0] in ("datasets", "spaces"):
+            prefix_type, repo_parts = REPO_TYPES[parts[0]], parts[1:]
+        if method == "POST" and len(repo_parts) == 6 and repo_parts[1].endswith(".git") and repo_parts[2:] == ["info", "lfs", "objects", "batch"]:
+            return self._lfs_batch(repo_key(f"{repo_parts[0]}/{repo_parts[1][:-4]}", prefix_type), user)
+        if method in ("GET", "HEAD") and len(repo_parts) >= 5 and repo_parts[2] == "resolve":
+            key = repo_key(f"{repo_parts[0]}/{repo_parts[1]}", prefix_type)
+            return self._resolve(key, user, repo_parts[3], "/".join(repo_parts[4:]), head=method == "HEAD")
         raise _HTTPError(404, f"no route for {method} {path}")
 
-    def _repo(self, repo_id: str, user: str | None, write: bool = False) -> Repo:
-        repo = self.state.repos.get(repo_id)
+    def _repo(self, key: str, user: str | None, write: bool = False) -> Repo:
+        repo = self.state.repos.get(key)
         if repo is None or (repo.private and user != repo.owner):
             raise _HTTPError(404 if user else 401, "Repository not found", "RepoNotFound")
         if write and user != repo.owner:
-            raise _HTTPError(403 if user else 401, f"You don't have the rights to write to {repo_id}")
+            raise _HTTPError(403 if user else 401, f"You don't have the rights to write to {repo.repo_id}")
         return repo
+
+    def _revision(self, repo: Repo, revision: str) -> None:
+        if unquote(revision) not in ("main", repo.sha):
+            raise _HTTPError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 
     def _create_repo(self, user) -> int:
         payload = json.loads(self._body() or b"{}")
@@ -286,33 +310,50 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.create_payloads.append(payload)
         if user is None:
             raise _HTTPError(401, "You must be authenticated to create a repo")
+        repo_type = payload.get("type") or "model"
         namespace = payload.get("organization") or user
         repo_id = f"{namespace}/{payload['name']}"
+        key = repo_key(repo_id, repo_type)
+        url = f"{self.state.url}/{key}"
         if namespace != user:
-            raise _HTTPError(403, f'You don\'t have the rights to create a model under the namespace "{namespace}"')
-        if repo_id in self.state.repos:
+            raise _HTTPError(403, f'You don\'t have the rights to create a {repo_type} under the namespace "{namespace}"')
+        if key in self.state.repos:
             # The Hub names the existing repo's URL; create_repo(exist_ok=True) returns it.
-            raise _HTTPError(409, "You already created this model repo", url=f"{self.state.url}/{repo_id}")
+            raise _HTTPError(409, f"You already created this {repo_type} repo", url=url)
+        if repo_type == "space" and not payload.get("sdk"):
+            raise _HTTPError(400, "A Space needs an sdk (gradio, docker, static)")
         private = payload.get("visibility") == "private" or payload.get("private") is True
-        self.state.add_repo(repo_id, user, private=private)
-        self._send(200, {"url": f"{self.state.url}/{repo_id}", "name": repo_id, "id": repo_id})
+        self.state.add_repo(repo_id, user, private=private, repo_type=repo_type, sdk=payload.get("sdk"))
+        self._send(200, {"url": url, "name": repo_id, "id": repo_id})
         return 200
 
-    def _repo_info(self, repo_id, user) -> int:
-        repo = self._repo(repo_id, user)
+    def _repo_info(self, key, user, revision="main") -> int:
+        repo = self._repo(key, user)
+        self._revision(repo, revision)
         with self.state.lock:
             body = {
-                "_id": hashlib.md5(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
+                "_id": hashlib.md5(key.encode()).hexdigest()[:24], "id": repo.repo_id,
                 "author": repo.owner, "sha": repo.sha, "private": repo.private, "disabled": False, "gated": False,
                 "downloads": 0, "likes": 0, "tags": [], "lastModified": "2026-01-01T00:00:00.000Z",
                 "createdAt": "2026-01-01T00:00:00.000Z",
                 "siblings": [{"rfilename": p} for p in sorted(repo.files)],
             }
+            if repo.repo_type == "model":
+                body["modelId"] = repo.repo_id
+            if repo.repo_type == "space":
+                body.update(sdk=repo.sdk, runtime={"stage": "BUILDING", "hardware": {"current": None, "requested": "cpu-basic"}})
         self._send(200, body)
         return 200
 
-    def _tree(self, repo_id, user, prefix, recursive) -> int:
-        repo = self._repo(repo_id, user)
+    def _entry(self, path: str, f: StoredFile) -> dict:
+        entry = {"type": "file", "path": path, "size": len(f.content), "oid": f.git_sha1}
+        if f.lfs:
+            entry["lfs"] = {"oid": f.sha256, "size": len(f.content), "pointerSize": 134}
+        return entry
+
+    def _tree(self, key, user, revision, prefix, recursive) -> int:
+        repo = self._repo(key, user)
+        self._revision(repo, revision)
         prefix = prefix.strip("/")
         entries, dirs = [], set()
         with self.state.lock:
@@ -320,33 +361,50 @@ class _Handler(BaseHTTPRequestHandler):
                 if prefix and not p.startswith(prefix + "/"):
                     continue
                 rel = p[len(prefix) + 1:] if prefix else p
-                if "/" in rel and not recursive:
-                    dirs.add((prefix + "/" if prefix else "") + rel.split("/")[0])
+                parents = rel.split("/")[:-1]
+                if parents and not recursive:
+                    dirs.add((prefix + "/" if prefix else "") + parents[0])
                     continue
-                entry = {"type": "file", "path": p, "size": len(f.content), "oid": f.git_sha1}
-                if f.lfs:
-                    entry["lfs"] = {"oid": f.sha256, "size": len(f.content), "pointerSize": 134}
-                entries.append(entry)
+                # A recursive listing names every folder on the way too, as the Hub does.
+                dirs.update((prefix + "/" if prefix else "") + "/".join(parents[: i + 1]) for i in range(len(parents)))
+                entries.append(self._entry(p, f))
         if prefix and not entries and not dirs:
             raise _HTTPError(404, f"{prefix} does not exist", "EntryNotFound")
         entries += [{"type": "directory", "path": d, "size": 0, "oid": "0" * 40} for d in sorted(dirs)]
         self._send(200, entries)
         return 200
 
-    def _preupload(self, repo_id, user) -> int:
+    def _paths_info(self, key, user, revision) -> int:
+        repo = self._repo(key, user)
+        self._revision(repo, revision)
+        body = self._body().decode()
+        form = parse_qs(body) if not body.lstrip().startswith("{") else json.loads(body)
+        paths = form.get("paths", [])
+        paths = [paths] if isinstance(paths, str) else paths
+        out = []
+        with self.state.lock:
+            for path in (p.strip("/") for p in paths):
+                if path in repo.files:
+                    out.append(self._entry(path, repo.files[path]))
+                elif any(p.startswith(path + "/") for p in repo.files) or path == "":
+                    out.append({"type": "directory", "path": path, "size": 0, "oid": "0" * 40})
+        self._send(200, out)
+        return 200
+
+    def _preupload(self, key, user) -> int:
         payload = json.loads(self._body() or b"{}")
-        self._repo(repo_id, user, write=True)
+        repo = self._repo(key, user, write=True)
         files = []
         for f in payload.get("files", []):
             sample = base64.b64decode(f.get("sample", ""))
             lfs = f["path"].endswith(LFS_SUFFIXES) or b"\0" in sample or f.get("size", 0) > 10_000_000
             files.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": None})
-        self._send(200, {"files": files, "commitOid": self.state.repos[repo_id].sha})
+        self._send(200, {"files": files, "commitOid": repo.sha})
         return 200
 
-    def _lfs_batch(self, repo_id, user) -> int:
+    def _lfs_batch(self, key, user) -> int:
         payload = json.loads(self._body() or b"{}")
-        self._repo(repo_id, user, write=True)
+        self._repo(key, user, write=True)
         objects = []
         for obj in payload.get("objects", []):
             entry = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
@@ -356,45 +414,43 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
         return 200
 
-    def _commit(self, repo_id, user, revision) -> int:
+    def _commit(self, key, user, revision) -> int:
         body = self._body()
-        repo = self._repo(repo_id, user, write=True)
-        if revision not in ("main", repo.sha):
-            raise _HTTPError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        repo = self._repo(key, user, write=True)
+        self._revision(repo, revision)
         lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
         header = next((x["value"] for x in lines if x["key"] == "header"), {})
         with self.state.lock:
             files = dict(repo.files)
             for line in lines:
-                key, value = line["key"], line["value"]
-                if key == "file":
+                kind, value = line["key"], line["value"]
+                if kind == "file":
                     content = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value["content"].encode()
                     files[value["path"]] = StoredFile(content, False)
-                elif key == "lfsFile":
+                elif kind == "lfsFile":
                     data = self.state.lfs_objects.get(value["oid"])
                     if data is None:
                         raise _HTTPError(422, f"LFS object {value['oid']} was never uploaded")
                     files[value["path"]] = StoredFile(data, True)
-                elif key == "deletedFile":
+                elif kind == "deletedFile":
                     files.pop(value["path"], None)
-                elif key == "deletedFolder":
+                elif kind == "deletedFolder":
                     for p in [p for p in files if p.startswith(value["path"].rstrip("/") + "/")]:
                         files.pop(p)
             repo.files = files
             record = _commit_record(header.get("summary", ""), files)
             record["description"] = header.get("description", "")
             repo.commits.append(record)
-        self._send(200, {"success": True, "commitOid": record["oid"], "commitUrl": f"{self.state.url}/{repo_id}/commit/{record['oid']}", "pullRequestUrl": None})
+        self._send(200, {"success": True, "commitOid": record["oid"], "commitUrl": f"{self.state.url}/{key}/commit/{record['oid']}", "pullRequestUrl": None})
         return 200
 
-    def _resolve(self, repo_id, user, revision, filename, head) -> int:
-        repo = self._repo(repo_id, user)
+    def _resolve(self, key, user, revision, filename, head) -> int:
+        repo = self._repo(key, user)
         with self.state.lock:
-            if revision not in ("main", repo.sha):
-                raise _HTTPError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+            self._revision(repo, revision)
             stored = repo.files.get(filename)
             sha = repo.sha
-        headers = {"X-Repo-Commit": sha}
+        headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
         if stored is None:
             headers["X-Error-Code"] = "EntryNotFound"
             headers["X-Error-Message"] = "Entry not found"
@@ -405,8 +461,18 @@ class _Handler(BaseHTTPRequestHandler):
         if stored.lfs:
             headers["X-Linked-Etag"] = f'"{etag}"'
             headers["X-Linked-Size"] = len(stored.content)
-        self._send(200, stored.content, headers, head=head)
-        return 200
+        content, status = stored.content, 200
+        wanted = self.headers.get("Range", "")
+        if wanted.startswith("bytes=") and "," not in wanted:
+            # Streaming readers ask for byte ranges of large files.
+            first, _, last = wanted[len("bytes="):].partition("-")
+            size = len(content)
+            begin = int(first) if first else max(size - int(last), 0)
+            end = min(int(last), size - 1) if first and last else size - 1
+            headers["Content-Range"] = f"bytes {begin}-{end}/{size}"
+            content, status = content[begin : end + 1], 206
+        self._send(status, content, headers, head=head)
+        return status
 
 
 def hub_env(hub: HubServer, home, token: str | None = None, **extra) -> dict[str, str]:

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -23,15 +24,21 @@ from hf_vocabswap.card import (
     CardInfo,
     EvalEntry,
     TokenizerStats,
+    example_from_texts,
     extract_snippet,
     render_folder_card,
     render_model_card,
     template_path,
+    update_card_with_evaluation,
+    validate_language,
     with_repo_id,
 )
+from hf_vocabswap.errors import CardError, NotAnOutputFolderError
+from hf_vocabswap.evaluate import evaluate_model
 from hf_vocabswap.methods import available_methods, get_method
 from hf_vocabswap.transplant import transplant_tokenizer
 
+from .conftest import local_paths_in
 from .families import FAMILY_BY_NAME, tokenizer_pair
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +131,14 @@ def test_card_renders_for_every_registered_method(method, splade_result):
     data = ModelCard(str(card)).data.to_dict()
     assert f"vocabswap-{method}" in data["tags"]
     assert f"the `{method}` method" in str(card)
-    assert f"`{json.dumps(options, sort_keys=True)}`" in str(card)
+    assert "| Options | the method's defaults |" in str(card) and "| option | value | default |" not in str(card)
+    if options:  # a changed option is shown with its default, the others are not
+        name = next(iter(options))
+        changed = dataclasses.replace(report, options={**options, name: "changed-value"})
+        text = str(render_model_card(report=changed, config=splade_result.model.config))
+        assert "| Options | 1 changed from the method's defaults (below) |" in text
+        assert f"| `{name}` | changed-value | " in text
+        assert sum(1 for line in text.splitlines() if line.startswith("| `")) == 1
     if method_cls.citation:
         assert method_cls.citation.strip() in str(card)
         assert "```bibtex" in str(card)
@@ -206,7 +220,7 @@ def test_tokenizer_statistics_and_eval_results(splade_result, ukrainian_heldout)
     card = ModelCard(text)
     assert card.data.model_name == "model-vocabswap-fvt"
     assert [(r.metric_type, r.metric_value, r.dataset_type) for r in card.data.eval_results] == [
-        ("bpc", 1.234, "me/uk-heldout"), ("accuracy", 0.5, "me/other"),
+        ("bpc", 1.234, "me/uk-heldout"), ("source_bpc", 2.5, "me/uk-heldout"), ("accuracy", 0.5, "me/other"),
     ]
     assert "| bpc | 2.5 | 1.234 | me/uk-heldout | test |" in text
     assert "| loss |  | 3.0 |  |  |" in text
@@ -216,8 +230,11 @@ def test_tokenizer_statistics_and_eval_results(splade_result, ukrainian_heldout)
     assert after.tokens_per_word < before.tokens_per_word  # the Ukrainian tokenizer splits less
     assert f"| source (before) | {before.tokens_per_word:.3f} | {before.characters_per_token:.3f} |" in text
     assert f"| target (after) | {after.tokens_per_word:.3f} | {after.characters_per_token:.3f} |" in text
-    # The snippet speaks the target language when held-out text is given.
-    assert ukrainian_heldout[0].split()[0] in extract_snippet(text)
+    # The snippet speaks the target language when held-out text is given: a sentence of it, one word masked.
+    sentence = example_from_texts(ukrainian_heldout[:40])
+    words = sentence.split()
+    snippet = extract_snippet(text)
+    assert all(json.dumps(w, ensure_ascii=False)[1:-1] in snippet for w in words)  # the masked word is in the comment
 
 
 def test_precomputed_stats_from_evaluate_and_trained_models(splade_result):
@@ -324,3 +341,163 @@ def test_a_tokenizer_trained_in_memory_is_not_named_after_the_source(splade_resu
     source = splade_result.report.provenance["source"]
     assert f"| Target tokenizer | `{source}`" not in text
     assert "| Target tokenizer | a tokenizer object (saved in this folder), 2000 tokens" in text
+
+
+# ------------------------------------------------------------------ what the Hub shows
+
+
+def test_local_inputs_are_named_by_name_and_hash_never_by_path(splade_path, target_tokenizer, tmp_path):
+    """A local source folder, target tokenizer folder and corpus file (absolute paths), and FOCUS,
+    whose statistics name its fastText file: the card names each by its name and a sha256."""
+    source = tmp_path / "deep" / "inside" / "splade-tiny"
+    shutil.copytree(splade_path, source)
+    target_tokenizer.save_pretrained(tmp_path / "tokenizers" / "uk-2k")
+    corpus = assets.write_texts(assets.ukrainian_texts("train", max_chars=100_000), tmp_path / "texts" / "uk_train.txt")
+    result = transplant_tokenizer(str(source), str(tmp_path / "tokenizers" / "uk-2k"), "focus", corpus=str(corpus),
+                                  cache_dir=str(tmp_path / "fasttext-cache"), progress=False)
+    folder = result.save_pretrained(tmp_path / "out")
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    record = json.loads((folder / "vocabswap.json").read_text(encoding="utf-8"))
+    assert record["provenance"]["source"] == str(source)  # the record keeps the full path
+    assert local_paths_in(text) == [] and str(tmp_path) not in text
+    prov = result.report.provenance
+    assert f"| Source model | `splade-tiny` (a local folder; weights sha256 `{prov['source_sha256'][:16]}…`) |" in text
+    assert f"| Target tokenizer | `uk-2k` (a local folder), 2000 tokens (tokenizer.json sha256 `{prov['target_tokenizer_sha256'][:16]}…`) |" in text
+    assert f"| Corpus | `uk_train.txt` (content sha256 `{prov['corpus_sha256'][:16]}…`) |" in text
+    assert "huggingface.co/uk-2k" not in text  # a local folder is no Hub repo
+    fasttext_file = Path(result.report.method_stats["fasttext_model"]).name
+    assert f"| fasttext_model | {fasttext_file} |" in text
+    assert ModelCard(text).data.to_dict().get("base_model") is None
+    assert "# splade-tiny-vocabswap-focus" in text
+
+
+def test_gguf_and_object_sources(splade_result):
+    for source, expected in (
+        ("/models/gemma/gemma-3-270m-q4_k_m.gguf", "| Source model | `gemma-3-270m-q4_k_m.gguf` (a local GGUF file; file sha256 `abcdef0123456789…`) |"),
+        ("<BertForMaskedLM>", "| Source model | `<BertForMaskedLM>` |"),
+        ("C:\\Users\\me\\models\\bert", "| Source model | `bert` (a local folder; weights sha256 `abcdef0123456789…`) |"),
+    ):
+        provenance = {**splade_result.report.provenance, "source": source, "source_sha256": "abcdef0123456789" * 4}
+        if source.startswith("<"):
+            provenance.pop("source_sha256")
+        report = dataclasses.replace(splade_result.report, provenance=provenance)
+        text = str(render_model_card(report=report, config=splade_result.model.config))
+        assert expected in text, text
+        assert local_paths_in(text) == [] and "/models/gemma" not in text and "Users" not in text
+
+
+def test_method_statistics_are_a_flat_table(splade_result):
+    stats = {"anchors": 1234, "share": 0.123456, "focus": {"mode": "default", "fasttext_model": "/home/me/.cache/x/tokens-ab.bin",
+             "inner": {"deep": True}}, "calibration": {"calibrated": 10, "mode": "bias", "mass_before": 0.8, "mass_after": 0.7, "corpus_share": 0.7,
+             "history": [{"round": 0}]}, "ids": [1, 2, 3]}
+    report = dataclasses.replace(splade_result.report, method_stats=stats)
+    text = str(render_model_card(report=report))
+    for row in ("| anchors | 1,234 |", "| share | 0.1235 |", "| focus.mode | default |", "| focus.fasttext_model | tokens-ab.bin |",
+                "| focus.inner.deep | yes |", "| calibration.calibrated | 10 |", "| ids | 1, 2, 3 |"):
+        assert row in text, row
+    assert "history" not in text and "/home/me" not in text
+    assert "<summary>What the method reported (11 statistics)</summary>" in text
+
+
+def test_language_from_transplant_and_bad_codes_fail_before_loading(splade_path, target_tokenizer, monkeypatch, tmp_path):
+    result = transplant_tokenizer(str(splade_path), target_tokenizer, "fvt", language="UK")
+    assert result.report.language == "uk"
+    folder = result.save_pretrained(tmp_path / "out")
+    assert ModelCard((folder / "README.md").read_text(encoding="utf-8")).data.language == "uk"
+    assert json.loads((folder / "vocabswap.json").read_text())["language"] == "uk"
+    assert validate_language(["uk", "ukr", "en"]) == ["uk", "ukr", "en"] and validate_language("uk, en") == ["uk", "en"]
+    assert validate_language("multilingual") == "multilingual"
+
+    monkeypatch.setattr("hf_vocabswap.transplant.open_source", lambda *a, **k: pytest.fail("the language is checked first"))
+    for bad, hint in (("Ukrainian", "not an ISO 639 language code"), ("uk-UA", "Did you mean 'uk'"), ("xx", "two- or three-letter"), ("", "empty")):
+        with pytest.raises(CardError, match=hint) as info:
+            transplant_tokenizer(str(splade_path), target_tokenizer, "fvt", language=bad)
+        assert isinstance(info.value, ValueError)
+    with pytest.raises(CardError, match="'zz' is not an ISO 639"):
+        render_model_card(result, CardInfo(language="zz"))
+
+
+def test_masked_example_masks_a_word_of_the_corpus_and_runs(splade_path, target_tokenizer, tmp_path):
+    texts = assets.ukrainian_texts("train", max_chars=20_000)
+    result = transplant_tokenizer(str(splade_path), target_tokenizer, "fvt", corpus=texts)
+    sentence = example_from_texts(texts)
+    assert result.report.example_text == sentence and len(sentence.split()) >= 5
+    folder = result.save_pretrained(tmp_path / "out")
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    snippet = extract_snippet(text)
+    assert "tokenizer.mask_token + " in snippet  # the mask is inside the sentence, not appended
+    printed = _run_snippet(text, folder).splitlines()
+    words, shown = sentence.split(), printed[0].split()
+    assert len(shown) == len(words) and sum(a != b for a, b in zip(shown, words)) == 1 and "[MASK]" in shown
+    masked_word = words[shown.index("[MASK]")]
+    assert f"# the word there was {json.dumps(masked_word, ensure_ascii=False)}" in snippet
+    predictions = eval(printed[1])  # noqa: S307 - the list the snippet printed
+    assert len(predictions) == 5 and all(isinstance(p, str) for p in predictions)
+
+
+def test_example_without_corpus_comes_from_the_target_vocabulary(splade_result, target_tokenizer):
+    assert splade_result.report.example_text is None
+    snippet = extract_snippet(str(render_model_card(splade_result)))
+    literal = snippet.split("text = ", 1)[1].split("\n", 1)[0].split("  # ", 1)[0]
+    words = [w for part in literal.split("tokenizer.mask_token") for w in re.findall(r"\w+", part)]
+    vocab = target_tokenizer.get_vocab()
+    assert len(words) >= 4 and all(w in vocab for w in words)
+    assert all(re.search("[а-яіїєґ]", w) for w in words)  # Ukrainian words, not "Hello, world!"
+
+
+def test_eval_results_round_trip_through_model_card(splade_result, tmp_path, ukrainian_heldout):
+    folder = splade_result.save_pretrained(tmp_path / "out")
+    heldout = assets.write_texts(ukrainian_heldout[:20], tmp_path / "texts" / "uk_heldout.txt")
+    after = evaluate_model(folder, str(heldout), progress=False)
+    before = evaluate_model(str(splade_result.report.provenance["source"]), str(heldout), progress=False)
+    path = update_card_with_evaluation(folder, after, before, dataset_sha256="f" * 64)
+    text = path.read_text(encoding="utf-8")
+    card = ModelCard(text)
+    got = {(r.metric_type, r.dataset_type, r.dataset_revision): r.metric_value for r in card.data.eval_results}
+    assert got == {
+        ("bpc", "uk_heldout.txt", "f" * 64): round(after["bits_per_character"], 4),
+        ("tokens_per_word", "uk_heldout.txt", "f" * 64): round(after["tokenizer"]["tokens_per_word"], 4),
+        ("source_bpc", "uk_heldout.txt", "f" * 64): round(before["bits_per_character"], 4),
+        ("source_tokens_per_word", "uk_heldout.txt", "f" * 64): round(before["tokenizer"]["tokens_per_word"], 4),
+    }
+    assert card.data.model_name == "model-vocabswap-fvt" and all(r.task_type == "fill-mask" for r in card.data.eval_results)
+    assert f"| bpc | {round(before['bits_per_character'], 4)} | {round(after['bits_per_character'], 4)} | uk_heldout.txt |  |" in text
+    assert text.index("## Evaluation") < text.index("## Usage") and local_paths_in(text) == []
+    # Measuring again on the same text replaces those entries; other results stay.
+    card.data.eval_results.append(EvalResult(task_type="fill-mask", dataset_type="me/other", dataset_name="other",
+                                             metric_type="accuracy", metric_value=0.5))
+    path.write_text(str(card), encoding="utf-8")
+    update_card_with_evaluation(folder, {**after, "bits_per_character": 1.5})
+    card = ModelCard(path.read_text(encoding="utf-8"))
+    assert sorted((r.metric_type, r.metric_value) for r in card.data.eval_results) == sorted([
+        ("bpc", 1.5), ("tokens_per_word", round(after["tokenizer"]["tokens_per_word"], 4)), ("accuracy", 0.5)])
+    assert card.text.count("## Evaluation") == 1 and "| accuracy |  | 0.5 | other |  |" in card.text
+    assert "has not been trained since its vocabulary was replaced" in card.text  # the rest of the card is kept
+
+
+def test_update_card_errors(splade_result, tmp_path):
+    folder = splade_result.save_pretrained(tmp_path / "out")
+    with pytest.raises(CardError, match="no finite bits_per_character"):
+        update_card_with_evaluation(folder, {"bits_per_character": float("nan")})
+    (folder / "README.md").unlink()
+    with pytest.raises(NotAnOutputFolderError, match="has no model card README.md to update"):
+        update_card_with_evaluation(folder, {"bits_per_character": 1.0})
+    with pytest.raises(NotAnOutputFolderError, match="no vocabswap.json"):
+        update_card_with_evaluation(tmp_path, {"bits_per_character": 1.0})
+
+
+def test_a_record_written_before_the_card_fields_still_loads_and_renders(splade_result, tmp_path):
+    folder = splade_result.save_pretrained(tmp_path / "out")
+    record = json.loads((folder / "vocabswap.json").read_text(encoding="utf-8"))
+    for key in ("language", "datasets", "example_text"):
+        record.pop(key)
+    record["a_key_from_a_newer_version"] = 1
+    (folder / "vocabswap.json").write_text(json.dumps(record), encoding="utf-8")
+    card = render_folder_card(folder)
+    assert card.data.language is None and card.data.datasets is None
+    assert "tokenizer.mask_token" in extract_snippet(str(card)) and "Hello, world!" not in str(card)
+
+
+def test_the_local_path_check_finds_paths_and_not_urls():
+    assert local_paths_in("`/home/me/models/bert` and C:\\Users\\me\\bert") == ["/home/me/models/bert", "C:\\Users\\me\\bert"]
+    assert local_paths_in("[`a/b`](https://huggingface.co/a/b), bits/char, *random* / *mean*, path/to/this/folder") == []

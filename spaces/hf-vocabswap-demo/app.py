@@ -23,6 +23,9 @@ Environment:
     VOCABSWAP_QUICKSTART_DIR: where the offline default lives or is produced.
     VOCABSWAP_WORKDIR: where "Adapt now" writes its folders (default: a temporary folder).
     VOCABSWAP_MAX_ADAPT_PARAMS: largest source model "Adapt now" accepts (default 300M).
+
+A Space pushed with ``hf-vocabswap demo --push`` holds ``vocabswap_demo.json`` beside this file:
+the models it shows at start (``adapted``, ``source``) when the environment names none.
 """
 
 from __future__ import annotations
@@ -187,15 +190,28 @@ def _source_or_recorded(source: str, adapted: str) -> str:
     return source or recorded_source(adapted) or ""
 
 
+SPACE_CONFIG = _HERE / "vocabswap_demo.json"
+
+
+def space_config() -> dict:
+    """The models a pushed Space shows at start (``vocabswap_demo.json``), or {}."""
+    try:
+        return json.loads(SPACE_CONFIG.read_text(encoding="utf-8")) if SPACE_CONFIG.is_file() else {}
+    except ValueError:
+        return {}
+
+
 def default_models(prepare: bool = False) -> tuple[str, str]:
     """(source, adapted) shown at start.
 
-    ``VOCABSWAP_ADAPTED`` / ``VOCABSWAP_SOURCE`` first; else real Hub models when the Hub is
-    reachable; else the embedded default's folder (produced when ``prepare`` and missing). An
-    unset source is read from the adapted model's record (``provenance.source``).
+    ``VOCABSWAP_ADAPTED`` / ``VOCABSWAP_SOURCE`` first, then ``vocabswap_demo.json``; else real Hub
+    models when the Hub is reachable; else the embedded default's folder (produced when
+    ``prepare`` and missing). An unset source is read from the adapted model's record
+    (``provenance.source``).
     """
-    source = os.environ.get("VOCABSWAP_SOURCE", "").strip()
-    adapted = os.environ.get("VOCABSWAP_ADAPTED", "").strip()
+    config = space_config()
+    source = os.environ.get("VOCABSWAP_SOURCE", "").strip() or (config.get("source") or "").strip()
+    adapted = os.environ.get("VOCABSWAP_ADAPTED", "").strip() or (config.get("adapted") or "").strip()
     if not adapted:
         if hub_reachable():
             return source or HUB_SOURCE, HUB_ADAPTED
