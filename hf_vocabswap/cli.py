@@ -30,6 +30,7 @@ from .errors import (
     ModelError,
     NoOverlapError,
     NotAnOutputFolderError,
+    NotLoggedInError,
     OutputExistsError,
     OutputPathError,
     PathNotFoundError,
@@ -446,6 +447,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 USAGE_ERRORS = (
     MethodOptionError, UnknownMethodError, PathNotFoundError, OutputExistsError, OutputPathError, CorpusError, TokenizerError,
     ModelError, MismatchError, NoOverlapError, ResourceError, CardError, NotAnOutputFolderError,
+    NotLoggedInError,
 )
 
 

@@ -132,6 +132,10 @@ class HubError(VocabSwapError, OSError):
         return self.args[0]
 
 
+class NotLoggedInError(HubError):
+    """No Hub token anywhere: not given, no ``HF_TOKEN``, no stored login (a usage error: log in first)."""
+
+
 class NotAnOutputFolderError(VocabSwapError, FileNotFoundError):
     """A folder is not a complete hf_vocabswap output (no vocabswap.json, missing weights ...)."""
 

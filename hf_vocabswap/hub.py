@@ -19,7 +19,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, co
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionNotFoundError
 
 from .card import render_folder_card, with_repo_id
-from .errors import HubError
+from .errors import HubError, NotLoggedInError
 from .record import CARD_FILE, PLAN_FILE, RECORD_FILE, check_output_folder, commit_message as default_commit_message, read_record
 
 logger = logging.getLogger(__name__)
@@ -38,13 +38,13 @@ def resolve_token(token: str | None = None) -> str:
     """The token to push with: ``token``, else ``HF_TOKEN``, else the stored ``hf auth login``.
 
     Raises:
-        HubError: no token anywhere (not logged in).
+        NotLoggedInError: no token anywhere (a :class:`HubError`).
     """
     if token:
         return token
     found = get_token()
     if not found:
-        raise HubError(
+        raise NotLoggedInError(
             "Not logged in to the Hugging Face Hub: no token was given, HF_TOKEN is not set and no "
             "login is stored. Run `hf auth login`, set HF_TOKEN, or pass token=... (a token with write access)."
         )
