@@ -7,6 +7,7 @@ method's options appear here without editing this file.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import logging
@@ -15,6 +16,7 @@ import runpy
 import shutil
 import sys
 import textwrap
+import typing
 from pathlib import Path
 
 import transformers
@@ -51,6 +53,7 @@ from .record import CARD_FILE, read_record
 from .space import push_space, space_app_dir
 from .summary import report_summary
 from .tokenizer_training import check_trained_tokenizer, train_tokenizer
+from .frontier import FrontierConfig, choice_lines, frontier, markdown_table
 from .train import continue_pretraining
 from .transplant import DEFAULT_METHOD, transplant_tokenizer
 
@@ -297,6 +300,53 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_frontier(args) -> int:
+    """``hf-vocabswap frontier``: measure every candidate vocabulary, print the table and which point to choose."""
+    corpus = corpus_from_args(args.corpus, args.text_column)
+    heldout = corpus_from_args([args.heldout], args.text_column)
+    values = {f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(FrontierConfig) if hasattr(args, f"cfg_{f.name}")}
+    config = FrontierConfig(**values, progress=not args.quiet)
+    rows = frontier(args.source, corpus, heldout, output_dir=args.out, config=config, overwrite=args.overwrite,
+                    source_tokenizer=args.source_tokenizer)
+    print(markdown_table(rows))
+    print("Which point to choose:\n" + "\n".join(choice_lines(rows)))
+    print(f"saved to {args.out} (frontier.json, frontier.md, frontier.png, tokenizers/<candidate>)")
+    return 0
+
+
+def add_config_options(p: argparse.ArgumentParser, cls, *, skip=(), title: str = "options") -> None:
+    """One ``--flag`` per field of a config dataclass, with its type, default and help (dest ``cfg_<field>``)."""
+    group = p.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag, annotation = "--" + f.name.replace("_", "-"), hints[f.name]
+        kwargs = {"dest": f"cfg_{f.name}", "default": f.default_factory() if f.default is dataclasses.MISSING else f.default,
+                  "help": f.metadata.get("help", "")}
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is tuple:
+            kwargs.update(nargs="*", type=cli_type(typing.get_args(annotation)[0]), metavar="N")
+        else:
+            kwargs.update(type=cli_type(annotation), metavar=f.name.upper())
+        group.add_argument(flag, **kwargs)
+
+
+def _frontier_parser(sub) -> None:
+    p = sub.add_parser("frontier", help="measure every vocabulary between trim and replacement (tokens per word, parameters, "
+                       "zero-shot bits per character) and say which to choose", formatter_class=_HelpFormatter)
+    p.add_argument("source", help="model: Hub id, folder or .gguf file")
+    p.add_argument("--corpus", nargs="+", required=True, help="target-language training text: file(s), a folder of .txt files, "
+                   "or dataset:NAME[:CONFIG][@SPLIT]")
+    p.add_argument("--heldout", required=True, help="held-out target-language text (a file or dataset:NAME...), never the training text")
+    p.add_argument("--out", required=True, help="output folder: frontier.json, frontier.md, frontier.png and each candidate's tokenizer")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier frontier folder")
+    p.add_argument("--text-column", default="text", help="the text column of a dataset: corpus")
+    p.add_argument("--source-tokenizer", help="tokenizer the model was trained with (default: the model's own)")
+    add_config_options(p, FrontierConfig, skip=("progress",), title="frontier options")
+
+
 def cmd_push(args) -> int:
     """``hf-vocabswap push``: upload an output folder to the Hub in one commit."""
     info = push_folder(args.folder, args.repo_id, private=not args.public, revision=args.revision)
@@ -440,6 +490,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     _push_parser(sub)
     _quickstart_parser(sub)
     _demo_parser(sub)
+    _frontier_parser(sub)
     return parser, table
 
 
@@ -469,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         "train-tokenizer": cmd_train_tokenizer,
         "evaluate": cmd_evaluate,
         "train": cmd_train,
+        "frontier": cmd_frontier,
         "push": cmd_push,
         "quickstart": cmd_quickstart,
         "demo": cmd_demo,

@@ -41,6 +41,7 @@ from .evaluate import bits_per_character, load_model_and_tokenizer, tokenizer_st
 from .fields import check_option_types
 from .output import claim_output, write_output
 from .progress import progress_bar
+from .record import FRONTIER_FILE
 from .surgery import find_embeddings, model_kind
 from .tokenizer_expansion import learn_expansion
 from .tokenizer_training import train_tokenizer
@@ -50,9 +51,8 @@ from .transplant import DEFAULT_METHOD, transplant_tokenizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FRONTIER_FILE", "Candidate", "FrontierConfig", "candidates", "frontier", "markdown_table", "plot_frontier"]
+__all__ = ["FRONTIER_FILE", "Candidate", "FrontierConfig", "candidates", "choice_lines", "choose", "frontier", "markdown_table", "plot_frontier"]
 
-FRONTIER_FILE = "frontier.json"
 KINDS = ("parent", "trim", "expand", "replace")
 
 
@@ -281,6 +281,42 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def choose(rows: list[dict], *, tolerance: float = 0.10) -> list[tuple[str, dict]]:
+    """Which point to pick for which need, read off the measured rows.
+
+    A point is "as good as the parent" when its bits per character (after training when the rows
+    were trained, else zero-shot) are at most ``tolerance`` above the parent's.
+
+    Returns:
+        ``(need, row)`` pairs: the fewest tokens per word among points as good as the parent; the
+        fewest parameters among them; and the fewest tokens per word overall (whatever it costs).
+        A need no row meets is left out.
+    """
+    parent = next((r for r in rows if r["kind"] == "parent"), None)
+    if parent is None:
+        return []
+    key = "best_bpc" if all(r.get("best_bpc") is not None for r in rows) else "zero_shot_bpc"
+    good = [r for r in rows if r[key] <= parent[key] + tolerance]
+    picks = []
+    if any(r is not parent for r in good):
+        picks.append((f"fewest tokens per word within {tolerance:.2f} bpc of the parent", min(good, key=lambda r: (r["tokens_per_word"], r[key]))))
+        picks.append((f"fewest parameters within {tolerance:.2f} bpc of the parent", min(good, key=lambda r: (r["parameters"], r[key]))))
+    picks.append(("fewest tokens per word at any cost", min(rows, key=lambda r: (r["tokens_per_word"], r[key]))))
+    return picks
+
+
+def choice_lines(rows: list[dict], *, tolerance: float = 0.10) -> list[str]:
+    """:func:`choose` as markdown bullets, each with its difference from the parent."""
+    parent = next((r for r in rows if r["kind"] == "parent"), None)
+    key = "best_bpc" if all(r.get("best_bpc") is not None for r in rows) else "zero_shot_bpc"
+    lines = []
+    for need, r in choose(rows, tolerance=tolerance):
+        lines.append(f"- {need}: **{r['name']}** ({100 * (r['tokens_per_word'] / parent['tokens_per_word'] - 1):+.1f}% tokens per word, "
+                     f"{100 * (r['parameters'] / parent['parameters'] - 1):+.1f}% parameters, {r[key] - parent[key]:+.3f} bpc"
+                     f"{' after training' if key == 'best_bpc' else ' zero-shot'})")
+    return lines
+
+
 def plot_frontier(rows: list[dict], path, *, title: str = "") -> Path | None:
     """Bits per character against tokens per word, one marker per candidate, the parent marked.
 
@@ -319,7 +355,9 @@ def plot_frontier(rows: list[dict], path, *, title: str = "") -> Path | None:
 
 def _write(folder: Path, rows: list[dict], settings: dict, tokenizers: dict) -> None:
     (folder / FRONTIER_FILE).write_text(json.dumps({"rows": rows, **settings}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / "frontier.md").write_text(markdown_table(rows), encoding="utf-8")
+    choice = choice_lines(rows)
+    (folder / "frontier.md").write_text(markdown_table(rows) + ("\nWhich point to choose:\n\n" + "\n".join(choice) + "\n" if choice else ""),
+                                        encoding="utf-8")
     plot_frontier(rows, folder / "frontier.png")
     for name, tok in tokenizers.items():
         tok.save_pretrained(folder / "tokenizers" / name)

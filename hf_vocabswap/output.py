@@ -24,13 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputError, OutputExistsError, OutputPathError
-from .record import HISTORY_FILE, RECORD_FILE
+from .record import FRONTIER_FILE, HISTORY_FILE, RECORD_FILE
 
 __all__ = ["CLAIM_FILE", "OutputClaim", "claim_output", "terminate_as_interrupt", "write_output"]
 
 CLAIM_FILE = ".hf_vocabswap-claim"
 # Files that make a folder an hf_vocabswap output, which ``overwrite`` may replace.
-_OUTPUT_MARKERS = (RECORD_FILE, HISTORY_FILE)
+_OUTPUT_MARKERS = (RECORD_FILE, HISTORY_FILE, FRONTIER_FILE)
 
 
 def _umask() -> int:

@@ -26,7 +26,7 @@ from .plan import KIND_NAMES, MixingPlan
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CARD_FILE", "HISTORY_FILE", "PLAN_FILE", "RECORD_FILE", "TOKENIZER_FILES", "WEIGHT_FILES", "TransplantReport",
+    "CARD_FILE", "FRONTIER_FILE", "HISTORY_FILE", "PLAN_FILE", "RECORD_FILE", "TOKENIZER_FILES", "WEIGHT_FILES", "TransplantReport",
     "check_output_folder", "commit_message", "read_record",
 ]
 
@@ -34,6 +34,7 @@ RECORD_FILE = "vocabswap.json"
 PLAN_FILE = "vocabswap_plan.safetensors"
 CARD_FILE = "README.md"
 HISTORY_FILE = "lapt_history.json"
+FRONTIER_FILE = "frontier.json"  # hf_vocabswap.frontier's results
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 

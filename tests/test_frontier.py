@@ -107,3 +107,49 @@ def test_expansions_are_learned_once_for_the_largest_k(splade_path, texts, monke
     rows = frontier(str(splade_path), train, held, config=FrontierConfig(add_tokens=(30, 90), vocab_sizes=(), include_trim=False,
                                                                           method="fvt", heldout_chars=2000, progress=False))
     assert calls == [90] and [r["name"] for r in rows] == ["parent", "trim+30", "trim+90"]
+
+
+def _row(name, kind, tpw, params, bpc, **extra):
+    return {"name": name, "kind": kind, "tokens_per_word": tpw, "parameters": params, "zero_shot_bpc": bpc, **extra}
+
+
+def test_choose_picks_per_need_from_the_measured_rows():
+    from hf_vocabswap.frontier import choice_lines, choose
+
+    rows = [_row("parent", "parent", 2.2, 270, 1.83), _row("trim", "trim", 2.2, 110, 1.83),
+            _row("trim+4000", "expand", 1.9, 113, 1.88), _row("trim+16000", "expand", 1.7, 123, 1.92),
+            _row("replace-32000", "replace", 1.6, 120, 2.5)]
+    picks = dict(choose(rows))
+    assert picks["fewest tokens per word within 0.10 bpc of the parent"]["name"] == "trim+16000"
+    assert picks["fewest parameters within 0.10 bpc of the parent"]["name"] == "trim"
+    assert picks["fewest tokens per word at any cost"]["name"] == "replace-32000"
+    assert dict(choose(rows, tolerance=0.06))["fewest tokens per word within 0.06 bpc of the parent"]["name"] == "trim+4000"
+    lines = choice_lines(rows)
+    assert any("trim+16000" in line and "-22.7% tokens per word" in line and "+0.090 bpc zero-shot" in line for line in lines)
+    # Trained rows are judged after training: the zero-shot loser can be the pick.
+    trained = [dict(r, best_bpc=b) for r, b in zip(rows, (1.71, 1.71, 1.74, 1.77, 1.75))]
+    assert dict(choose(trained, tolerance=0.05))["fewest tokens per word within 0.05 bpc of the parent"]["name"] == "replace-32000"
+    # Nothing but the parent within the tolerance: only the at-any-cost pick remains.
+    assert [need for need, _ in choose([rows[0], *rows[2:]], tolerance=0.01)] == ["fewest tokens per word at any cost"]
+
+
+def test_cli_frontier_writes_the_folder_and_says_what_to_choose(splade_path, texts, tmp_path, capsys):
+    from hf_vocabswap.cli import main
+
+    train, held = texts
+    (tmp_path / "train.txt").write_text("\n".join(train), encoding="utf-8")
+    (tmp_path / "held.txt").write_text("\n".join(held), encoding="utf-8")
+    out = tmp_path / "uk"
+    argv = ["-q", "frontier", str(splade_path), "--corpus", str(tmp_path / "train.txt"), "--heldout", str(tmp_path / "held.txt"),
+            "--out", str(out), "--add-tokens", "50", "--vocab-sizes", "--no-include-trim", "--method", "fvt",
+            "--heldout-chars", "2000", "--max-chars", "20000"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((out / FRONTIER_FILE).read_text(encoding="utf-8"))
+    assert [r["name"] for r in saved["rows"]] == ["parent", "trim+50"]
+    assert saved["config"]["max_chars"] == 20000 and saved["config"]["heldout_chars"] == 2000
+    assert "| trim+50 |" in printed and "Which point to choose" in printed and "fewest tokens per word at any cost" in printed
+    assert (out / "tokenizers" / "trim+50" / "tokenizer.json").is_file()
+    assert main(argv) == 2  # the folder is taken: --overwrite replaces it
+    assert main(argv + ["--overwrite"]) == 0
+    assert main(argv[:-4] + ["--add-tokens", "0"]) == 2  # refused by FrontierConfig, nothing written
