@@ -32,7 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
+from tokenizers.models import BPE
 
 from .errors import ModelError, ResourceError, TokenizerError
 
@@ -75,7 +78,7 @@ def is_gguf(path) -> bool:
 
 def _require_gguf_package():
     try:
-        import gguf  # noqa: F401
+        import gguf  # noqa: F401  # optional: the gguf package is only needed for .gguf inputs
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ResourceError(
             "Reading GGUF files needs the `gguf` package, which is not installed. "
@@ -98,7 +101,7 @@ def _check_path(path: str | os.PathLike) -> Path:
 
 def _field_value(field) -> Any:
     """Decode a scalar or array field of a GGUFReader without going through slow generic code."""
-    from gguf import GGUFValueType
+    from gguf import GGUFValueType  # optional: the gguf package is only needed for .gguf inputs
 
     types = field.types
     if not types:
@@ -106,7 +109,6 @@ def _field_value(field) -> Any:
     if types[0] == GGUFValueType.ARRAY:
         if len(types) > 1 and types[1] == GGUFValueType.STRING:
             return [bytes(field.parts[i]).decode("utf-8", errors="replace") for i in field.data]
-        import numpy as np
 
         if not field.data:
             return []
@@ -237,8 +239,6 @@ def _generate_merges(vocab: dict[str, int], ranks: dict[str, float]) -> list[tup
 
 def _build_sentencepiece_bpe(meta: dict[str, Any]):
     """A tokenizers.Tokenizer equivalent to Gemma's SentencePiece BPE model."""
-    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, processors
-    from tokenizers.models import BPE
 
     tokens = list(meta["tokens"])
     types = meta.get("token_type") or [_NORMAL] * len(tokens)
@@ -334,7 +334,7 @@ def gguf_tokenizer(path: str | os.PathLike):
         ResourceError: the file is missing, not a GGUF, or the ``gguf`` package is missing.
         TokenizerError: the file holds no tokenizer, or one that cannot be converted.
     """
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast  # lazy: transformers costs seconds at start-up; only GGUF inputs need it here
 
     p = _check_path(path)
     meta = read_gguf_tokenizer_metadata(p)
@@ -414,11 +414,11 @@ def _cache_is_complete(folder: Path) -> bool:
 def _convert_gguf_model(path: Path, dtype: torch.dtype):
     """Dequantize the GGUF checkpoint into a PyTorch model with transformers (slow)."""
     _require_gguf_package()
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # lazy: transformers costs seconds at start-up; only GGUF inputs need it here
 
     kwargs: dict[str, Any] = {}
     try:  # transformers >= 5.x can keep GGUF blocks packed; ask for a plain dense model
-        from transformers import GgufConfig
+        from transformers import GgufConfig  # optional: only in transformers versions that have it
 
         kwargs["quantization_config"] = GgufConfig(gguf_file=str(path), dequantize=True)
     except ImportError:  # older releases always dequantize
@@ -466,7 +466,7 @@ def _drop_gguf_quantizer(model, path: Path):
 
 
 def _load_cached(folder: Path, dtype: torch.dtype):
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast  # lazy: start-up cost, GGUF inputs only
 
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))

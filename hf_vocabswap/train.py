@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 import torch
+from huggingface_hub.utils import tqdm
+from transformers.trainer_utils import get_last_checkpoint
 
 from .corpus import Corpus, first_chars
 from .errors import CorpusError, ModelError, OutputExistsError
@@ -71,8 +73,6 @@ def pack_texts(tokenizer, texts, seq_length: int, *, kind: str, progress: bool =
     Raises:
         CorpusError: the text does not fill a single block.
     """
-    from huggingface_hub.utils import tqdm
-
     if kind == "masked":
         prefix, suffix = special_template(tokenizer)
         joiner = suffix[-1:] or _ids(tokenizer, "sep_token_id", "eos_token_id")
@@ -155,7 +155,7 @@ def embedding_parameters(model) -> list[torch.nn.Parameter]:
 
 
 def _make_trainer_class():
-    from transformers import Trainer
+    from transformers import Trainer  # lazy: Trainer pulls in accelerate, seconds at start-up; only training needs it
 
     class LaptTrainer(Trainer):
         """Trainer that adds held-out bits per character to every evaluation and trains
@@ -366,6 +366,7 @@ def continue_pretraining(
         ...                                eval_texts="uk_heldout.txt", max_steps=400, eval_steps=50)
         >>> summary["best"], summary["last"]
     """
+    # lazy: the training stack pulls in accelerate, seconds at start-up; only training needs it
     from transformers import DataCollatorForLanguageModeling, EarlyStoppingCallback, TrainingArguments
 
     started = time.perf_counter()
@@ -377,26 +378,10 @@ def continue_pretraining(
     if load_best_model_at_end and not evaluate:
         raise CorpusError("load_best_model_at_end and early_stopping_patience need held-out text: pass eval_texts=...")
 
-    model, tok = load_model_and_tokenizer(model_or_path, tokenizer, task=task)
-    kind = model_kind(model)
-    if kind not in ("masked", "causal"):
-        raise ModelError(
-            f"Continued pretraining supports masked and causal LMs; {type(model).__name__} is {kind!r}. "
-            "Load it with AutoModelForMaskedLM or AutoModelForCausalLM (encoder-decoder objectives are not implemented)."
-        )
-    limit = max_sequence_length(model, tok)
-    if limit is not None and seq_length > limit:
-        raise ModelError(f"seq_length={seq_length} exceeds the {limit} positions {type(model).__name__} has: use seq_length={limit} or less.")
-
-    train_corpus = Corpus.coerce(train_texts_or_file)
-    blocks = pack_texts(tok, train_corpus, seq_length, kind=kind, progress=progress)
+    model, tok, kind = _load_trainable(model_or_path, tokenizer, task, seq_length)
+    blocks = pack_texts(tok, Corpus.coerce(train_texts_or_file), seq_length, kind=kind, progress=progress)
     held_out = _held_out_texts(eval_texts, eval_max_chars) if evaluate else None
-    eval_blocks = None
-    if evaluate:
-        try:
-            eval_blocks = pack_texts(tok, held_out, seq_length, kind=kind)
-        except CorpusError:  # held-out text shorter than one block: one short block of all of it
-            eval_blocks = pack_texts(tok, held_out, _short_block(tok, held_out, kind), kind=kind)
+    eval_blocks = _eval_blocks(tok, held_out, seq_length, kind) if evaluate else None
     logger.info("packed %d training blocks of %d tokens (%d tokens)", blocks.shape[0], seq_length, blocks.numel())
 
     save_steps = save_steps or eval_steps
@@ -455,26 +440,62 @@ def continue_pretraining(
         ),
         embeddings_only_steps=embeddings_only_steps,
     )
-    if checkpoint is not None:
-        logger.info("resuming from %s", checkpoint)
-    start_step = _checkpoint_step(checkpoint)
-    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    start_step, train_output = _train(trainer, checkpoint)
 
     trainer.save_model(str(output))
     trainer.save_state()
     summary = _summary(trainer, kind, output, checkpoint, start_step, blocks, train_output, load_best_model_at_end)
     summary["seconds"] = time.perf_counter() - started
     if trainer.is_world_process_zero():
-        record = dict(summary)
-        record["train_log"] = [e for e in trainer.state.log_history if "loss" in e]
-        record["arguments"] = {
-            k: v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None)))
-        } | {"embeddings_only_steps": embeddings_only_steps, "mlm_probability": mlm_probability, "early_stopping_patience": early_stopping_patience}
-        (output / HISTORY_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        extra = {"embeddings_only_steps": embeddings_only_steps, "mlm_probability": mlm_probability, "early_stopping_patience": early_stopping_patience}
+        _write_history(output, summary, trainer, args, extra)
+    _log_done(summary)
+    return summary
+
+
+def _load_trainable(model_or_path, tokenizer, task, seq_length: int):
+    """The model, its tokenizer and its kind, refused unless a masked or causal LM that fits ``seq_length``."""
+    model, tok = load_model_and_tokenizer(model_or_path, tokenizer, task=task)
+    kind = model_kind(model)
+    if kind not in ("masked", "causal"):
+        raise ModelError(
+            f"Continued pretraining supports masked and causal LMs; {type(model).__name__} is {kind!r}. "
+            "Load it with AutoModelForMaskedLM or AutoModelForCausalLM (encoder-decoder objectives are not implemented)."
+        )
+    limit = max_sequence_length(model, tok)
+    if limit is not None and seq_length > limit:
+        raise ModelError(f"seq_length={seq_length} exceeds the {limit} positions {type(model).__name__} has: use seq_length={limit} or less.")
+    return model, tok, kind
+
+
+def _eval_blocks(tok, held_out, seq_length: int, kind: str) -> torch.Tensor:
+    """Held-out blocks of ``seq_length``; held-out text shorter than one block becomes one short block of all of it."""
+    try:
+        return pack_texts(tok, held_out, seq_length, kind=kind)
+    except CorpusError:
+        return pack_texts(tok, held_out, _short_block(tok, held_out, kind), kind=kind)
+
+
+def _write_history(output: Path, summary: dict, trainer, args: dict, extra: dict) -> None:
+    """``lapt_history.json``: the summary, the training log and the arguments that matter."""
+    record = dict(summary)
+    record["train_log"] = [e for e in trainer.state.log_history if "loss" in e]
+    record["arguments"] = {k: v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None)))} | extra
+    (output / HISTORY_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+def _train(trainer, checkpoint: Path | None):
+    """Run the Trainer from ``checkpoint`` (or from the start); the step it began at and its output."""
+    if checkpoint is not None:
+        logger.info("resuming from %s", checkpoint)
+    start_step = _checkpoint_step(checkpoint)
+    return start_step, trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+
+
+def _log_done(summary: dict) -> None:
     best, last = summary["best"], summary["last"]
     if best and last:
         logger.info("LAPT done at step %d: best eval_bpc %.4f at step %d, last %.4f", summary["global_step"], best["eval_bpc"], best["step"], last["eval_bpc"])
-    return summary
 
 
 def _has_accelerator() -> bool:
@@ -485,8 +506,6 @@ def _has_accelerator() -> bool:
 
 
 def _checkpoint_to_resume(output: Path, resume, overwrite: bool) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
     if isinstance(resume, (str, os.PathLike)) and not isinstance(resume, bool):
         path = Path(resume)
         if not path.is_dir():

@@ -17,12 +17,42 @@ from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.tokenization_utils_tokenizers import TokenizersBackend
 
 from .tokenizer_json import BYTE_TO_CHAR, CHAR_TO_BYTE, ROLES, tokenizer_family, tokenizer_spec
 
 logger = logging.getLogger(__name__)
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+def decode_each(tokenizer, ids: list[int]) -> list[str]:
+    """``[tokenizer.decode(i) for i in ids]``, computed in one batched backend call.
+
+    Reproduces transformers' single-id decode of a tokenizers-backed tokenizer (special
+    tokens kept, ``clean_up_tokenization_spaces`` applied except for BPE models). A
+    tokenizer class that overrides decoding is called id by id, so results always equal
+    ``tokenizer.decode(i)``.
+    """
+    cls = type(tokenizer)
+    standard = (
+        isinstance(tokenizer, TokenizersBackend)
+        and cls._decode is TokenizersBackend._decode
+        and cls.decode is PreTrainedTokenizerBase.decode
+    )
+    if not standard:
+        return [tokenizer.decode(i) for i in ids]
+    backend = tokenizer.backend_tokenizer
+    texts = backend.decode_batch([[i] for i in ids], skip_special_tokens=False)
+    cleanup = bool(tokenizer.clean_up_tokenization_spaces) and not (
+        type(backend.model).__name__ == "BPE"
+        and not tokenizer.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output
+    )
+    if cleanup:
+        texts = [tokenizer.clean_up_tokenization(t) for t in texts]
+    return texts
+
 
 
 class CanonicalForm(NamedTuple):

@@ -11,7 +11,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from hf_vocabswap import errors
 from hf_vocabswap.corpus import first_chars
 from hf_vocabswap.evaluate import bits_per_character
-from hf_vocabswap.frontier import FRONTIER_FILE, FrontierConfig, candidates, frontier, markdown_table
+from hf_vocabswap.frontier import FRONTIER_FILE, FrontierConfig, candidates, choice_lines, frontier, markdown_table
 from hf_vocabswap.surgery import find_embeddings
 
 CONFIG = FrontierConfig(add_tokens=(60, 240), vocab_sizes=(700,), method="fvt", heldout_chars=4000, progress=False)
@@ -70,7 +70,9 @@ def test_the_folder_holds_json_table_plot_and_tokenizers(measured):
     record = json.loads((out / FRONTIER_FILE).read_text())
     assert record["rows"] == rows
     assert record["config"]["add_tokens"] == [60, 240] and record["heldout_characters"] > 0
-    assert (out / "frontier.md").read_text() == markdown_table(rows)
+    choice = choice_lines(rows)
+    assert choice and all(line.startswith("- ") for line in choice)
+    assert (out / "frontier.md").read_text() == markdown_table(rows) + "\nWhich point to choose:\n\n" + "\n".join(choice) + "\n"
     assert (out / "frontier.png").stat().st_size > 1000
     for r in rows:
         tok = AutoTokenizer.from_pretrained(out / "tokenizers" / r["name"])

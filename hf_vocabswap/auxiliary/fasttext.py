@@ -30,9 +30,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..corpus import batches
 from ..errors import CorpusError, MismatchError, ResourceError
+from ..loading import tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,6 @@ def default_cache_dir() -> Path:
 
 
 def _tokenizer_hash(tokenizer) -> str:
-    from ..loading import tokenizer_fingerprint
 
     return tokenizer_fingerprint(tokenizer)
 
@@ -116,8 +117,6 @@ def write_token_corpus(corpus, tokenizer, path, *, batch_size: int = 1000, progr
     Raises:
         CorpusError: a corpus file is not UTF-8.
     """
-    from tqdm.auto import tqdm
-
     backend = tokenizer.backend_tokenizer
     samples = tokens = 0
     in_memory = isinstance(corpus.source, (list, tuple)) and getattr(corpus, "_files", None) is None
@@ -145,7 +144,7 @@ def train_fasttext(text_path, params: FastTextParams, threads: int | None = None
     Raises:
         CorpusError: no token occurs ``min_count`` times.
     """
-    import fasttext
+    import fasttext  # lazy: a native library that only the fastText-based methods need
 
     threads = threads or os.cpu_count() or 1
     options = dict(
@@ -189,7 +188,7 @@ def train_fasttext(text_path, params: FastTextParams, threads: int | None = None
 
 def _train_in_child(text_path: str, **options):
     """fastText's unsupervised training in a new Python process; the model comes back as a file."""
-    import fasttext
+    import fasttext  # lazy: a native library that only the fastText-based methods need
 
     code = (
         "import json, sys, fasttext\n"
@@ -285,7 +284,7 @@ def load_fasttext(model):
     path = Path(model).expanduser()
     if not path.is_file():
         raise ResourceError(f"fastText model {str(path)!r} does not exist. Pass the path of a fastText .bin file.")
-    import fasttext
+    import fasttext  # lazy: a native library that only the fastText-based methods need
 
     try:
         return fasttext.load_model(str(path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 
 def sparsemax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -134,8 +135,6 @@ def sparsemax_mixing(
         row ``i`` mixes keys ``key_ids[indptr[i]:indptr[i+1]]`` with the matching weights
         (summing to 1).
     """
-    from tqdm.auto import tqdm
-
     q = torch.as_tensor(queries)
     kx = torch.as_tensor(keys)
     n = q.shape[0]

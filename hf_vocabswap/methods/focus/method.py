@@ -38,12 +38,12 @@ import torch
 
 from ...auxiliary.fasttext import FASTTEXT_SEPARATORS, FastTextAuxiliary, FastTextParams, token_fasttext
 from ...errors import CorpusError, NoOverlapError
-from ...vocab import MATCH_EXACT, CanonicalForm
+from ...vocab import MATCH_EXACT, CanonicalForm, decode_each
 from ...plan import RANDOM, MixingPlan, PlanBuilder
 from ..base import Method, MethodContext, register_method
 from .config import FOCUSConfig
 from .maths import sparsemax_mixing
-from .reference import decode_each, reference_overlap
+from .reference import reference_overlap
 
 logger = logging.getLogger(__name__)
 _PUNCT = frozenset(string.punctuation)

@@ -45,7 +45,7 @@ import torch
 
 from ...errors import MethodOptionError, MismatchError, ResourceError
 from ...resources import WordVectors, default_resource_dir, download, load_word_vectors, read_bilingual_dictionary
-from ...vocab import MATCH_EXACT
+from ...vocab import MATCH_EXACT, decode_each
 from ...plan import RANDOM, MixingPlan, PlanBuilder
 from ..base import Method, MethodContext, register_method
 from ..mixing import combine_subword_means, plain_encoder, topk_softmax_mixing, word_containment_vectors
@@ -281,8 +281,6 @@ class WECHSEL(Method):
 
     # -- faithful -----------------------------------------------------------------------------
     def _plan_faithful(self, ctx: MethodContext, src: WordVectors, tgt: WordVectors, align, info, device) -> MixingPlan:
-        from ..focus.reference import decode_each
-
         n_t, n_s = ctx.num_target, ctx.num_source
         s_tok, t_tok = ctx.source_tokenizer, ctx.target_tokenizer
         n_src_tok = min(len(s_tok), n_s)
