@@ -34,8 +34,10 @@ import torch
 from huggingface_hub.utils import tqdm
 from transformers.trainer_utils import get_last_checkpoint
 
+from .card import write_model_card
 from .corpus import Corpus, first_chars
 from .errors import CorpusError, ModelError, OutputExistsError
+from .record import RECORD_FILE, TransplantReport, read_record
 from .evaluate import bits_per_character, causal_prefix, load_model_and_tokenizer, max_sequence_length, special_template
 from .surgery import model_kind
 
@@ -447,8 +449,9 @@ def continue_pretraining(
     summary = _summary(trainer, kind, output, checkpoint, start_step, blocks, train_output, load_best_model_at_end)
     summary["seconds"] = time.perf_counter() - started
     if trainer.is_world_process_zero():
-        extra = {"embeddings_only_steps": embeddings_only_steps, "mlm_probability": mlm_probability, "early_stopping_patience": early_stopping_patience}
+        extra = {"seq_length": seq_length, "embeddings_only_steps": embeddings_only_steps, "mlm_probability": mlm_probability, "early_stopping_patience": early_stopping_patience}
         _write_history(output, summary, trainer, args, extra)
+        _complete_output(output, model_or_path, summary, args | extra)
     _log_done(summary)
     return summary
 
@@ -496,6 +499,38 @@ def _log_done(summary: dict) -> None:
     best, last = summary["best"], summary["last"]
     if best and last:
         logger.info("LAPT done at step %d: best eval_bpc %.4f at step %d, last %.4f", summary["global_step"], best["eval_bpc"], best["step"], last["eval_bpc"])
+
+
+def training_section(summary: dict, arguments: dict) -> dict:
+    """The record's ``training`` entry: the recipe, the curve's first, best and last points, the teacher."""
+    keep = ("global_step", "initial", "best", "last", "final_model", "num_train_tokens", "epochs", "train_loss", "teacher")
+    section = {k: summary.get(k) for k in keep}
+    section["recipe"] = {k: v for k, v in arguments.items() if k not in ("output_dir", "report_to", "disable_tqdm")}
+    section["curve"] = [{"step": e["step"], "eval_bpc": e["eval_bpc"]} for e in summary.get("history", [])]
+    return section
+
+
+def _transplant_record(model_or_path) -> TransplantReport | None:
+    """The transplant record of what was trained: a result's report, or the input folder's ``vocabswap.json``."""
+    report = getattr(model_or_path, "report", None)
+    if isinstance(report, TransplantReport):
+        return TransplantReport.from_dict(report.to_dict())
+    if isinstance(model_or_path, (str, os.PathLike)) and (Path(model_or_path) / RECORD_FILE).is_file():
+        return read_record(model_or_path)
+    return None
+
+
+def _complete_output(output: Path, model_or_path, summary: dict, arguments: dict) -> None:
+    """Make ``output`` a complete hf_vocabswap output when a transplant was trained: its record with a
+    ``training`` section and a card that says what training was done (no longer "untrained"). The
+    Trainer's pickled ``training_args.bin`` is removed either way (the arguments are in the history)."""
+    (output / "training_args.bin").unlink(missing_ok=True)
+    report = _transplant_record(model_or_path)
+    if report is None:
+        return
+    report.training = training_section(summary, arguments)
+    report.write(output)
+    write_model_card(output)
 
 
 def _has_accelerator() -> bool:
