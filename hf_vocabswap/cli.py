@@ -23,7 +23,7 @@ import transformers
 
 from .version import __version__
 from .card import update_card_with_evaluation, validate_language
-from .corpus import Corpus, HubDatasetSpec
+from .corpus import Corpus, HubDatasetSpec, first_chars
 from .errors import (
     CardError,
     CorpusError,
@@ -33,6 +33,7 @@ from .errors import (
     NoOverlapError,
     NotAnOutputFolderError,
     NotLoggedInError,
+    OptionValueError,
     OutputExistsError,
     OutputPathError,
     PathNotFoundError,
@@ -206,6 +207,7 @@ def cmd_train_tokenizer(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(out)
+    heldout = _heldout_lines(args.heldout) if args.heldout else None  # read first: a bad --heldout must not leave a saved tokenizer
     source = load_tokenizer(args.source_tokenizer)
     corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
     tokenizer = train_tokenizer(source, corpus, args.vocab_size, add_tokens=args.add_tokens, trim=args.trim)
@@ -215,10 +217,17 @@ def cmd_train_tokenizer(args) -> int:
     else:
         what = "trimmed and expanded" if args.trim and args.add_tokens else "trimmed" if args.trim else "expanded"
         print(f"{what} {args.source_tokenizer} ({len(source)} tokens) to {len(tokenizer)} tokens; saved to {out}")
-    if args.heldout:
-        texts = Path(args.heldout).read_text(encoding="utf-8").splitlines()
-        print(json.dumps(check_trained_tokenizer(tokenizer, [t for t in texts if t.strip()]), indent=1))
+    if heldout is not None:
+        print(json.dumps(check_trained_tokenizer(tokenizer, heldout), indent=1))
     return 0
+
+
+def _heldout_lines(path) -> list[str]:
+    """The non-empty lines of a held-out text file, refused before any work when it cannot be used."""
+    texts = [t for t in first_chars(Corpus.coerce(path), None) if t.strip()]
+    if not texts:
+        raise CorpusError(f"the held-out text {str(path)!r} is empty: give a file with target-language text.")
+    return texts
 
 
 def cmd_methods(args, table) -> int:
@@ -498,7 +507,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 USAGE_ERRORS = (
     MethodOptionError, UnknownMethodError, PathNotFoundError, OutputExistsError, OutputPathError, CorpusError, TokenizerError,
     ModelError, MismatchError, NoOverlapError, ResourceError, CardError, NotAnOutputFolderError,
-    NotLoggedInError,
+    NotLoggedInError, OptionValueError,
 )
 
 
