@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
@@ -124,3 +125,71 @@ def test_cached_model_path_is_returned_without_training_again(splade_tokenizer, 
     monkeypatch.setattr(aux_fasttext, "train_fasttext_file", lambda *a, **k: pytest.fail("trained again"))
     assert token_fasttext_file(corpus, splade_tokenizer, TINY, cache_dir=tmp_path, progress=False) == first
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]
+
+
+# -- the vector cache -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def transplant_inputs(splade_path, ukrainian_train):
+    from transformers import AutoModelForMaskedLM
+
+    from .test_focus import _wordpiece_target
+
+    source = AutoTokenizer.from_pretrained(splade_path), AutoModelForMaskedLM.from_pretrained(splade_path).eval()
+    return source, _wordpiece_target(ukrainian_train, 3000)
+
+
+def _plan(inputs, corpus=None, **options):
+    from hf_vocabswap.methods import get_method
+
+    from .test_focus import make_ctx
+
+    source, target = inputs
+    method = get_method("focus")
+    return method(method.config_class(progress=False, **options)).plan(make_ctx(source, target, corpus))
+
+
+def _same_plan(a, b) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("indptr", "indices", "weights", "kinds")) and a.stats == b.stats
+
+
+def _no_bin(monkeypatch):
+    def refuse(model):
+        pytest.fail(f"the fastText .bin was loaded: {model}")
+
+    monkeypatch.setattr(aux_fasttext, "load_fasttext", refuse)
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_cached_vectors_give_bit_identical_plans_without_the_bin(faithful, transplant_inputs, ukrainian_train, tmp_path, monkeypatch):
+    source, target = transplant_inputs
+    trained = token_fasttext_file(Corpus(ukrainian_train), target, FastTextParams(bucket=100_000), cache_dir=tmp_path / "ft",
+                                  threads=1, progress=False)
+    model = tmp_path / "given" / "uk.bin"  # a model of the user's, outside the fastText cache
+    model.parent.mkdir()
+    os.link(trained, model)
+    given = dict(faithful=faithful, fasttext_model=str(model), cache_dir=str(tmp_path / "cache"))
+    from_object = _plan(transplant_inputs, **{**given, "fasttext_model": aux_fasttext.load_fasttext(model)})
+    from_bin = _plan(transplant_inputs, **given)  # reads the .bin, fills the cache
+    assert list((tmp_path / "cache" / "vectors").glob("*.npz")), "the vectors were cached"
+    with monkeypatch.context() as patch:
+        _no_bin(patch)
+        from_cache = _plan(transplant_inputs, **given)
+    assert _same_plan(from_bin, from_cache)
+    assert all(np.array_equal(getattr(from_object, k), getattr(from_bin, k)) for k in ("indptr", "indices", "weights", "kinds"))
+    assert sorted(p.name for p in model.parent.iterdir()) == ["uk.bin"], "nothing is written beside the user's model"
+    # The model file changes (retrained, replaced): its cached vectors are not used.
+    os.utime(model, ns=(time.time_ns(), time.time_ns() + 10**9))
+    loads = []
+    monkeypatch.setattr(aux_fasttext, "load_fasttext", lambda m, real=aux_fasttext.load_fasttext: loads.append(m) or real(m))
+    assert _same_plan(_plan(transplant_inputs, **given), from_bin) and loads
+
+
+def test_second_transplant_on_a_corpus_never_loads_the_bin(transplant_inputs, ukrainian_train, tmp_path, monkeypatch):
+    corpus = Corpus(ukrainian_train[:400])
+    options = dict(bucket=100_000, min_count=3, cache_dir=str(tmp_path), threads=1)
+    first = _plan(transplant_inputs, corpus, **options)
+    [model] = tmp_path.glob("tokens-*.bin")
+    assert (tmp_path / model.name.replace(".bin", ".vectors.npz")).is_file(), "the vectors sit next to the model"
+    _no_bin(monkeypatch)
+    monkeypatch.setattr(aux_fasttext, "train_fasttext_file", lambda *a, **k: pytest.fail("trained again"))
+    assert _same_plan(first, _plan(transplant_inputs, corpus, **options))

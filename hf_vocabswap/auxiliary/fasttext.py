@@ -11,7 +11,11 @@ given to both.
 
 Trained models are cached under a key made of the corpus content hash, the target
 tokenizer's hash (its full ``tokenizer.json``) and the parameters, so a second run with the
-same inputs loads the cached ``.bin`` instead of retraining.
+same inputs loads the cached ``.bin`` instead of retraining. Beside it the vector cache
+(:mod:`.vector_cache`) keeps the vectors a transplant read, so the same transplant again
+never loads the ``.bin`` at all. Training runs in a child process (Ctrl-C stops it at once),
+on a token file checked first (:func:`check_learnable`: a corpus the target tokenizer turns
+into nothing but its unknown token is refused instead of training forever).
 
 Word level: a pretrained fastText word model (e.g. ``cc.uk.300.bin``) embeds each token's
 text through its subword n-grams; load it with :func:`load_fasttext`.
@@ -38,6 +42,7 @@ from tqdm.auto import tqdm
 from ..corpus import UNKNOWN_SHARE_WARNING, batches
 from ..errors import CorpusError, MismatchError, ResourceError
 from ..loading import tokenizer_fingerprint
+from .vector_cache import VectorCache
 
 logger = logging.getLogger(__name__)
 
@@ -424,38 +429,110 @@ def load_fasttext(model):
 class FastTextAuxiliary:
     """A fastText model seen as a lookup of auxiliary vectors for strings.
 
+    Given a ``.bin`` path, the model is loaded only when a lookup is not in the vector cache
+    (:mod:`.vector_cache`): a second transplant with the same model and vocabulary reads
+    every vector from the cache and never opens the file. Cached answers are bit-identical.
+
     Args:
         model: a fastText model object or the path of a ``.bin``.
         description: how to name the model in messages (default: its path or type).
+        cache_dir: the fastText cache folder holding the vector cache of models outside it
+            (default :func:`default_cache_dir`).
+        vector_cache: use the vector cache (paths only).
     """
 
-    def __init__(self, model, description: str | None = None):
-        self.description = description or (str(model) if isinstance(model, (str, os.PathLike)) else f"<{type(model).__name__}>")
-        self.model = load_fasttext(model)
+    def __init__(self, model, description: str | None = None, *, cache_dir=None, vector_cache: bool = True):
+        is_path = isinstance(model, (str, os.PathLike))
+        self.description = description or (str(model) if is_path else f"<{type(model).__name__}>")
+        self._model = None if is_path else load_fasttext(model)
+        self._cache: VectorCache | None = None
         self._word_ids: dict[str, int] | None = None
+        if is_path:
+            path = Path(model).expanduser()
+            if not path.is_file():
+                load_fasttext(path)  # raises the missing-file error
+            self._path = path
+            if vector_cache:
+                folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+                self._cache = VectorCache(path, folder)
+
+    @property
+    def model(self):
+        """The fastText model object (loaded from the ``.bin`` on first use)."""
+        if self._model is None:
+            logger.info("loading fastText model %s", self._path)
+            self._model = load_fasttext(self._path)
+        return self._model
+
+    def _cached(self) -> bool:
+        return self._cache is not None and self._cache.valid
+
+    def _meta(self) -> dict:
+        """Dimension, n-grams and dictionary size: from the vector cache, else from the model."""
+        if self._cached():
+            return self._cache.meta
+        args = self.model.f.getArgs() if hasattr(self.model, "f") else None
+        return {
+            "dim": int(self.model.get_dimension()),
+            "has_subwords": bool(args is None or args.maxn > 0),
+            "num_words": len(self.word_ids),
+        }
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_dimension())
+        """The vectors' dimension."""
+        return int(self._meta()["dim"])
 
     @property
     def has_subwords(self) -> bool:
         """Whether the model has character n-grams (can embed strings it never saw)."""
-        args = self.model.f.getArgs() if hasattr(self.model, "f") else None
-        return bool(args is None or args.maxn > 0)
+        return bool(self._meta()["has_subwords"])
+
+    @property
+    def num_words(self) -> int:
+        """How many words the model's dictionary holds."""
+        return int(self._meta()["num_words"])
 
     @property
     def word_ids(self) -> dict[str, int]:
         """Word -> row of the model's dictionary (words that met minCount), built once."""
         if self._word_ids is None:
-            words = self.model.get_words(on_unicode_error="replace")
+            if self._cached() and self._cache.words is not None:
+                words = self._cache.words
+            else:
+                words = self.model.get_words(on_unicode_error="replace")
             self._word_ids = {w: i for i, w in enumerate(words)}
+            if self._cache is not None and self._cache.words is None:
+                self._cache.set_words(words, self._meta())
         return self._word_ids
 
-    def in_vocab(self, strings) -> np.ndarray:
-        """Boolean array: which strings are words of the model (O(1) each)."""
+    def _lookup(self, strings) -> tuple[np.ndarray, np.ndarray]:
+        """``(in_dict, vectors)`` of every string: from the vector cache, the model for the rest."""
+        strings = list(strings)
+        if self._cache is None:
+            return self._from_model(strings)
+        rows = self._cache.rows(strings) if self._cached() else np.full(len(strings), -1, dtype=np.int64)
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            fresh = list(dict.fromkeys(strings[i] for i in missing.tolist()))
+            in_dict, vectors = self._from_model(fresh)
+            self._cache.add(fresh, in_dict, vectors, self._meta())
+            rows = self._cache.rows(strings)
+        return self._cache.in_dict[rows], self._cache.vectors[rows]
+
+    def _from_model(self, strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The model's answers: dictionary membership and word vector of each string."""
         ids = self.word_ids
-        return np.fromiter((s in ids for s in strings), dtype=bool, count=len(strings))
+        in_dict = np.fromiter((s in ids for s in strings), dtype=bool, count=len(strings))
+        out = np.zeros((len(strings), int(self.model.get_dimension())), dtype=np.float32)
+        get = self.model.get_word_vector
+        for i, s in enumerate(strings):
+            out[i] = get(s)
+        return in_dict, out
+
+    def in_vocab(self, strings) -> np.ndarray:
+        """Boolean array: which strings are words of the model."""
+        return self._lookup(strings)[0]
 
     def vectors(self, strings) -> np.ndarray:
         """float32 array (n, dim): fastText's word vector of each string.
@@ -464,11 +541,9 @@ class FastTextAuxiliary:
         vectors; for any other string the average of its n-gram vectors (zero when it has
         none in the model).
         """
-        out = np.zeros((len(strings), self.dim), dtype=np.float32)
-        get = self.model.get_word_vector
-        for i, s in enumerate(strings):
-            out[i] = get(s)
-        return out
+        if len(strings) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._lookup(strings)[1]
 
     @staticmethod
     def usable(vectors: np.ndarray) -> np.ndarray:
