@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import torch
-from huggingface_hub.utils import tqdm
 from transformers.trainer_utils import get_last_checkpoint
 
 from .card import write_model_card
@@ -40,6 +39,8 @@ from .errors import CorpusError, ModelError, OutputExistsError
 from .record import RECORD_FILE, TransplantReport, read_record
 from .evaluate import bits_per_character, causal_prefix, load_model_and_tokenizer, max_sequence_length, special_template
 from .surgery import model_kind
+from .fields import check_at_least
+from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def pack_texts(tokenizer, texts, seq_length: int, *, kind: str, progress: bool =
             stream.extend(joiner)
         batch.clear()
 
-    for text in tqdm(texts, desc="Tokenizing", unit=" texts", disable=not progress, leave=False, name="hf_vocabswap"):
+    for text in progress_bar(texts, group="train", desc="hf_vocabswap: tokenizing training text", unit=" texts", enabled=progress):
         batch.append(text)
         if len(batch) >= 1000:
             flush()
@@ -202,6 +203,13 @@ def _make_trainer_class():
 # ---------------------------------------------------------------------------------------
 # The public function
 # ---------------------------------------------------------------------------------------
+
+
+def _check_counts(seq_length, max_steps, batch_size, eval_steps, logging_steps, gradient_accumulation_steps, eval_batch_size):
+    """Refuse step counts and batch sizes below 1 and blocks below 2 tokens, before anything is loaded."""
+    check_at_least(1, max_steps=max_steps, batch_size=batch_size, eval_steps=eval_steps, logging_steps=logging_steps,
+                   gradient_accumulation_steps=gradient_accumulation_steps, eval_batch_size=eval_batch_size)
+    check_at_least(2, seq_length=seq_length)
 
 
 def continue_pretraining(
@@ -359,6 +367,8 @@ def continue_pretraining(
         ModelError: the model is neither a masked nor a causal LM, or ``seq_length``
             exceeds its position limit.
         FileNotFoundError: ``resume`` names a checkpoint that does not exist.
+        OptionValueError: a step count or batch size below 1, or ``seq_length`` below 2
+            (before anything is loaded).
 
     Example:
         >>> from hf_vocabswap import transplant_tokenizer
@@ -368,6 +378,7 @@ def continue_pretraining(
         ...                                eval_texts="uk_heldout.txt", max_steps=400, eval_steps=50)
         >>> summary["best"], summary["last"]
     """
+    _check_counts(seq_length, max_steps, batch_size, eval_steps, logging_steps, gradient_accumulation_steps, eval_batch_size)
     # lazy: the training stack pulls in accelerate, seconds at start-up; only training needs it
     from transformers import DataCollatorForLanguageModeling, EarlyStoppingCallback, TrainingArguments
 
@@ -375,8 +386,7 @@ def continue_pretraining(
     output = Path(output_dir)
     checkpoint = _checkpoint_to_resume(output, resume, overwrite)
     evaluate = eval_texts is not None
-    if early_stopping_patience is not None:
-        load_best_model_at_end = True
+    load_best_model_at_end = load_best_model_at_end or early_stopping_patience is not None
     if load_best_model_at_end and not evaluate:
         raise CorpusError("load_best_model_at_end and early_stopping_patience need held-out text: pass eval_texts=...")
 

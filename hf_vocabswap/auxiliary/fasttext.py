@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
-from tqdm.auto import tqdm
 
 from ..corpus import UNKNOWN_SHARE_WARNING, batches
 from ..errors import CorpusError, MismatchError, ResourceError
 from ..loading import tokenizer_fingerprint
+from ..progress import progress_bar
 from .vector_cache import VectorCache
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,6 @@ def default_cache_dir() -> Path:
 
 
 def _tokenizer_hash(tokenizer) -> str:
-
     return tokenizer_fingerprint(tokenizer)
 
 
@@ -134,8 +133,8 @@ def write_token_corpus(
     samples = tokens = 0
     in_memory = isinstance(corpus.source, (list, tuple)) and getattr(corpus, "_files", None) is None
     total = len(corpus.source) if in_memory else None  # for the progress bar only
-    with open(path, "w", encoding="utf-8") as out, tqdm(
-        total=total, desc="hf_vocabswap: tokenizing corpus for fastText", unit=" samples", disable=not progress, leave=False
+    with open(path, "w", encoding="utf-8") as out, progress_bar(
+        total=total, group="fasttext", desc="hf_vocabswap: tokenizing corpus for fastText", unit=" samples", enabled=progress
     ) as bar:
         for batch in batches(corpus, batch_size):
             for enc in backend.encode_batch(batch, add_special_tokens=False):
