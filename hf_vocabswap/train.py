@@ -460,8 +460,8 @@ def continue_pretraining(
     summary["seconds"] = time.perf_counter() - started
     if trainer.is_world_process_zero():
         extra = {"seq_length": seq_length, "embeddings_only_steps": embeddings_only_steps, "mlm_probability": mlm_probability, "early_stopping_patience": early_stopping_patience}
-        _write_history(output, summary, trainer, args, extra)
-        _complete_output(output, model_or_path, summary, args | extra)
+        arguments = _write_history(output, summary, trainer, args, extra)
+        _complete_output(output, model_or_path, summary, arguments)
     _log_done(summary)
     return summary
 
@@ -489,12 +489,14 @@ def _eval_blocks(tok, held_out, seq_length: int, kind: str) -> torch.Tensor:
         return pack_texts(tok, held_out, _short_block(tok, held_out, kind), kind=kind)
 
 
-def _write_history(output: Path, summary: dict, trainer, args: dict, extra: dict) -> None:
-    """``lapt_history.json``: the summary, the training log and the arguments that matter."""
+def _write_history(output: Path, summary: dict, trainer, args: dict, extra: dict) -> dict:
+    """``lapt_history.json``: the summary, the training log and the arguments that matter (returned,
+    so the transplant record's recipe is the same set)."""
     record = dict(summary)
     record["train_log"] = [e for e in trainer.state.log_history if "loss" in e]
     record["arguments"] = {k: v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None)))} | extra
     (output / HISTORY_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return record["arguments"]
 
 
 def _train(trainer, checkpoint: Path | None):
