@@ -414,11 +414,14 @@ def write_report(info: dict, ref: dict | None, faithful: dict, default: dict, cm
             f"(of which {fmt(scale['rss_before_mb'] / 1024, 2)} GB inputs).",
             "",
         ]
+    size = info["fasttext_size_mb"]
     lines.append(
         "fastText vector cache: ours read the token vectors from the cache beside the model (`tokens-*.vectors.npz`, "
-        f"written by an earlier run{'' if info.get('vector_cache') else '; absent this run'}), so the step never "
-        "loaded the 769 MB `.bin`; deepfocus loads it. A first run (empty cache) adds the `.bin` load (2.7 s measured "
-        "idle) and the per-token lookups."
+        f"written by an earlier run), so the step never loaded the {size} MB `.bin`; deepfocus loads it. A first run "
+        "(empty cache) adds the `.bin` load and the per-token lookups."
+        if info.get("vector_cache") else
+        f"fastText vector cache: absent before this run, so our first run loaded the {size} MB `.bin` (as deepfocus does) "
+        "and wrote `tokens-*.vectors.npz` beside it for later runs."
     )
     lines.append("")
     lines.append(f"fastText training (not part of the FOCUS step; cached afterwards): {info['fasttext_seconds']} s this run.")
