@@ -514,6 +514,17 @@ USAGE_ERRORS = (
 )
 
 
+def _forget_the_interrupt() -> None:
+    """Keep the exit status 130 after a handled interrupt.
+
+    CPython remembers a KeyboardInterrupt raised while ``exec`` runs a string (dataclasses and
+    torch build code that way, so a Ctrl-C or SIGTERM during an import can land there) and, at
+    the exit of ``python -m``, kills the process with SIGINT although the interrupt was handled.
+    Evaluating any string clears that flag.
+    """
+    exec("None")  # noqa: S102 - a constant: only the side effect on the interpreter's flag matters
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``hf-vocabswap`` command; returns its exit status.
 
@@ -542,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             return handlers[args.command](args)
     except KeyboardInterrupt:
         print("interrupted: nothing was left half-written", file=sys.stderr)
+        _forget_the_interrupt()
         return 130
     except Exception as e:  # noqa: BLE001 - one line for the user, the traceback with --debug
         if args.debug:

@@ -203,6 +203,22 @@ def test_a_signal_during_the_work_leaves_nothing_behind(sig, splade_path, target
     assert list(tmp_path.iterdir()) == [], "the claimed folder and any temporary folder are removed"
 
 
+def test_an_interrupt_inside_exec_still_exits_130(tmp_path):
+    """An interrupt that lands in code run by ``exec`` of a string (dataclasses do that during an
+    import) made ``python -m hf_vocabswap.cli`` die by SIGINT (-2) after printing that it was
+    interrupted, because CPython remembered it as unhandled; the exit status must stay 130."""
+    (tmp_path / "interrupted_cli.py").write_text(
+        "import sys\n"
+        "from hf_vocabswap import cli\n"
+        "cli.cmd_methods = lambda args, table: exec('raise KeyboardInterrupt')\n"
+        "sys.exit(cli.main(['methods']))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]), HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, "-m", "interrupted_cli"], env=env, capture_output=True, text=True, timeout=120)
+    assert "interrupted" in done.stderr, done.stderr
+    assert done.returncode == 130, done.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_the_save_leaves_nothing_behind(sig, tmp_path):
