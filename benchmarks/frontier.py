@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from hf_vocabswap import assets  # noqa: E402
 from hf_vocabswap.corpus import first_chars  # noqa: E402
-from hf_vocabswap.frontier import FrontierConfig, frontier, markdown_table, plot_frontier  # noqa: E402
+from hf_vocabswap.frontier import FrontierConfig, choice_lines, frontier, markdown_table, plot_frontier  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 logger = logging.getLogger("frontier")
@@ -82,6 +82,24 @@ def train_config():
     return TrainConfig(**GPU_TRAIN, load_best_model_at_end=False)
 
 
+def goal_line(rows: list[dict], *, fewer: float = 0.20, tolerance: float = 0.10) -> str:
+    """Issue 13's goal: a candidate with at least ``fewer`` fewer tokens per word than the parent
+    within ``tolerance`` bits per character of it (after training when every row was trained)."""
+    parent = next(r for r in rows if r["kind"] == "parent")
+    key = "best_bpc" if all(r.get("best_bpc") is not None for r in rows) else "zero_shot_bpc"
+    when = "after training" if key == "best_bpc" else "zero-shot"
+    short = [r for r in rows if r["kind"] != "parent" and r["tokens_per_word"] <= (1 - fewer) * parent["tokens_per_word"]]
+    met = [r for r in short if r[key] <= parent[key] + tolerance]
+    head = f"Goal ({100 * fewer:.0f}% fewer tokens per word than the parent within {tolerance:.2f} bpc of it, {when}): "
+    if met:
+        return head + "met by " + ", ".join(f"{r['name']} ({r[key] - parent[key]:+.3f} bpc)" for r in met) + "."
+    if not short:
+        return head + "missed: no candidate has that many fewer tokens per word."
+    best = min(short, key=lambda r: r[key])
+    return head + (f"missed: the best such candidate, {best['name']}, is {best[key] - parent[key]:+.3f} bpc from the parent "
+                   f"({best[key] - parent[key] - tolerance:.3f} beyond the tolerance).")
+
+
 def write(rows: list[dict], settings: dict, name: str) -> Path:
     """``results/frontier_<name>.{json,md,png}``; returns the JSON's path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -100,6 +118,7 @@ def write(rows: list[dict], settings: dict, name: str) -> Path:
                 f"{r['name']} {100 * (r['tokens_per_word'] / parent['tokens_per_word'] - 1):+.1f}% tokens per word, "
                 f"{r['zero_shot_bpc'] - parent['zero_shot_bpc']:+.3f} bpc" for r in rows if r["kind"] != "parent") + "."
         )
+        lines += ["", "Which point to choose:", "", *choice_lines(rows), "", goal_line(rows)]
     (RESULTS / f"frontier_{name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot_frontier(rows, RESULTS / f"frontier_{name}.png", title=f"Gemma-3-270m to Ukrainian ({name})")
     return path

@@ -431,7 +431,7 @@ def main(argv=None) -> int:
         source_tok = llama_style_tokenizer(source_texts, 32000)
         train = assets.ukrainian_texts("train")
         corpus.write_text("\n".join(t.replace("\n", " ") for t in train) + "\n", encoding="utf-8")
-        target = train_tokenizer(source_tok, train, args.vocab_size, show_progress=False)
+        target = train_tokenizer(source_tok, train, args.vocab_size, progress=False)
         target.save_pretrained(target_dir)
         print(f"tokenizers: source {len(source_tok):,}, target {len(target):,} ({time.perf_counter() - started:.0f} s)", flush=True)
 

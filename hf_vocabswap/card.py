@@ -36,7 +36,7 @@ import mmap
 import os
 import re
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import langcodes
@@ -905,7 +905,46 @@ def render_folder_card(folder, info: CardInfo | None = None, *, repo_id: str | N
             tokenizer = AutoTokenizer.from_pretrained(folder)
         except Exception as e:  # noqa: BLE001 - the card can do without the example's words
             logger.debug("no tokenizer in %s for the card's example: %s", folder, e)
+    if report.training and not (info and info.continued_pretraining):
+        info = replace(info or CardInfo(), continued_pretraining=training_sentence(report.training),
+                       eval_results=[*(info.eval_results if info else []), *training_eval_entries(report.training)])
     return render_model_card(None, info, repo_id=repo_id, template=template, report=report, config=config, tokenizer=tokenizer)
+
+
+def training_sentence(training: dict) -> str:
+    """What the card says about continued pretraining, from a record's ``training`` section."""
+    recipe = training.get("recipe") or {}
+    batch = recipe.get("per_device_train_batch_size")
+    accumulation = recipe.get("gradient_accumulation_steps") or 1
+    seq = recipe.get("seq_length")
+    shape = f" of {batch * accumulation} x {seq} tokens" if batch and seq else ""
+    text = (f"Continued pretraining (LAPT) for {training.get('global_step')} steps{shape} at learning rate "
+            f"{recipe.get('learning_rate')} on {training.get('num_train_tokens', 0):,} tokens of target-language text "
+            f"({training.get('epochs', 0):.1f} epochs).")
+    teacher = training.get("teacher")
+    if teacher:
+        name = teacher.get("name") if isinstance(teacher, dict) else teacher
+        text += f" Distilled from `{public_name(str(name))}` across tokenizers (approximate likelihood matching)."
+    best, last = training.get("best"), training.get("last")
+    if best and last:
+        initial = training.get("initial")
+        before = f"{initial['eval_bpc']:.4f} before training, " if initial and initial.get("eval_bpc") is not None else ""
+        text += (f" Held-out bits per character: {before}best {best['eval_bpc']:.4f} at step {best['step']}, "
+                 f"last {last['eval_bpc']:.4f} at step {last['step']}; these weights are the {training.get('final_model', 'last')} ones.")
+    else:
+        text += " No held-out text was evaluated during training."
+    return text
+
+
+def training_eval_entries(training: dict) -> list[EvalEntry]:
+    """The evaluation table's rows of the training curve: best and last held-out bits per character."""
+    entries = []
+    for which in ("best", "last"):
+        point = training.get(which)
+        if point and point.get("eval_bpc") is not None:
+            entries.append(EvalEntry(metric="bpc", value=round(float(point["eval_bpc"]), 4),
+                                     dataset_name=f"held-out text during training, {which} (step {point['step']})"))
+    return entries
 
 
 # ------------------------------------------------------------------ evaluation results

@@ -23,7 +23,7 @@ import transformers
 
 from .version import __version__
 from .card import update_card_with_evaluation, validate_language
-from .corpus import Corpus, HubDatasetSpec
+from .corpus import Corpus, HubDatasetSpec, first_chars
 from .errors import (
     CardError,
     CorpusError,
@@ -33,6 +33,7 @@ from .errors import (
     NoOverlapError,
     NotAnOutputFolderError,
     NotLoggedInError,
+    OptionValueError,
     OutputExistsError,
     OutputPathError,
     PathNotFoundError,
@@ -54,7 +55,8 @@ from .space import push_space, space_app_dir
 from .summary import report_summary
 from .tokenizer_training import check_trained_tokenizer, train_tokenizer
 from .frontier import FrontierConfig, choice_lines, frontier, markdown_table
-from .train import continue_pretraining
+from .distill import DistillConfig
+from .train import TrainConfig, continue_pretraining
 from .transplant import DEFAULT_METHOD, transplant_tokenizer
 
 logger = logging.getLogger("hf_vocabswap")
@@ -206,6 +208,7 @@ def cmd_train_tokenizer(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(out)
+    heldout = _heldout_lines(args.heldout) if args.heldout else None  # read first: a bad --heldout must not leave a saved tokenizer
     source = load_tokenizer(args.source_tokenizer)
     corpus = args.corpus[0] if len(args.corpus) == 1 else args.corpus
     tokenizer = train_tokenizer(source, corpus, args.vocab_size, add_tokens=args.add_tokens, trim=args.trim)
@@ -215,10 +218,17 @@ def cmd_train_tokenizer(args) -> int:
     else:
         what = "trimmed and expanded" if args.trim and args.add_tokens else "trimmed" if args.trim else "expanded"
         print(f"{what} {args.source_tokenizer} ({len(source)} tokens) to {len(tokenizer)} tokens; saved to {out}")
-    if args.heldout:
-        texts = Path(args.heldout).read_text(encoding="utf-8").splitlines()
-        print(json.dumps(check_trained_tokenizer(tokenizer, [t for t in texts if t.strip()]), indent=1))
+    if heldout is not None:
+        print(json.dumps(check_trained_tokenizer(tokenizer, heldout), indent=1))
     return 0
+
+
+def _heldout_lines(path) -> list[str]:
+    """The non-empty lines of a held-out text file, refused before any work when it cannot be used."""
+    texts = [t for t in first_chars(Corpus.coerce(path), None) if t.strip()]
+    if not texts:
+        raise CorpusError(f"the held-out text {str(path)!r} is empty: give a file with target-language text.")
+    return texts
 
 
 def cmd_methods(args, table) -> int:
@@ -295,9 +305,19 @@ def cmd_train(args) -> int:
         bf16=args.bf16,
         load_best_model_at_end=args.load_best,
         early_stopping_patience=args.early_stopping_patience,
+        **_teacher_args(args),
     )
     print(json.dumps(summary, indent=1, default=str))
     return 0
+
+
+def _teacher_args(args) -> dict:
+    """``continue_pretraining``'s teacher keywords from ``--teacher``, ``--teacher-tokenizer`` and the distillation options."""
+    if not args.teacher:
+        return {}
+    values = {f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(DistillConfig)}
+    return {"teacher": True if args.teacher == "source" else args.teacher, "teacher_tokenizer": args.teacher_tokenizer,
+            "distill": DistillConfig(**values)}
 
 
 def cmd_frontier(args) -> int:
@@ -314,14 +334,14 @@ def cmd_frontier(args) -> int:
     return 0
 
 
-def add_config_options(p: argparse.ArgumentParser, cls, *, skip=(), title: str = "options") -> None:
-    """One ``--flag`` per field of a config dataclass, with its type, default and help (dest ``cfg_<field>``)."""
+def add_config_options(p: argparse.ArgumentParser, cls, *, skip=(), title: str = "options", prefix: str = "") -> None:
+    """One ``--<prefix><field>`` flag per field of a config dataclass, with its type, default and help (dest ``cfg_<field>``)."""
     group = p.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag, annotation = "--" + f.name.replace("_", "-"), hints[f.name]
+        flag, annotation = "--" + prefix + f.name.replace("_", "-"), hints[f.name]
         kwargs = {"dest": f"cfg_{f.name}", "default": f.default_factory() if f.default is dataclasses.MISSING else f.default,
                   "help": f.metadata.get("help", "")}
         if annotation is bool:
@@ -406,24 +426,31 @@ def _train_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (default: off)")
     p.add_argument("--heldout", help="a held-out text file to check the tokenizer on (default: none)")
 
-    p = sub.add_parser("train", help="continued pretraining (LAPT) on target-language text")
-    p.add_argument("model")
+    d = lambda name: library_default(TrainConfig, name)  # noqa: E731
+    p = sub.add_parser("train", help="continued pretraining (LAPT) on target-language text", formatter_class=_HelpFormatter)
+    p.add_argument("model", help="model folder (an hf-vocabswap output or any Hugging Face model folder) or Hub id")
     p.add_argument("--text", required=True, help="training text file")
-    p.add_argument("--eval-text", help="held-out text file, evaluated during training")
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--warmup-steps", type=int, default=50)
-    p.add_argument("--seq-length", type=int, default=512)
-    p.add_argument("--eval-steps", type=int, default=50)
-    p.add_argument("--embeddings-only-steps", type=int, default=0, help="train only embeddings and head first (Downey et al.)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
-    p.add_argument("--load-best", action="store_true", help="keep the checkpoint with the best held-out bits per character")
-    p.add_argument("--early-stopping-patience", type=int, help="stop after N evaluations without improvement")
+    p.add_argument("--eval-text", help="held-out text file, evaluated during training (default: none)")
+    p.add_argument("--out", required=True, help="output folder: the trained model, its record, card and lapt_history.json")
+    p.add_argument("--steps", type=int, default=d("max_steps"), help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=d("batch_size"), help="blocks per step")
+    p.add_argument("--lr", type=float, default=d("learning_rate"), help="peak learning rate")
+    p.add_argument("--warmup-steps", type=int, default=d("warmup_steps"), help="linear warm-up steps")
+    p.add_argument("--seq-length", type=int, default=d("seq_length"), help="tokens per training block")
+    p.add_argument("--eval-steps", type=int, default=d("eval_steps"), help="evaluate the held-out text every N steps")
+    p.add_argument("--embeddings-only-steps", type=int, default=d("embeddings_only_steps"),
+                   help="train only embeddings and head first (Downey et al.)")
+    p.add_argument("--seed", type=int, default=d("seed"), help="random seed")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out (default: off)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (default: off)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder (default: off)")
+    p.add_argument("--load-best", action="store_true",
+                   help="keep the checkpoint with the best held-out bits per character (default: off)")
+    p.add_argument("--early-stopping-patience", type=int, help="stop after N evaluations without improvement (default: off)")
+    p.add_argument("--teacher", help="distill from this causal LM across tokenizers (ALM): a Hub id, folder or .gguf file, "
+                   "or 'source' for the source model recorded in MODEL's vocabswap.json (default: no distillation)")
+    p.add_argument("--teacher-tokenizer", help="the teacher's tokenizer (default: the teacher's own)")
+    add_config_options(p, DistillConfig, prefix="distill-", title="distillation options (with --teacher)")
 
 
 def _evaluate_parser(sub) -> None:
@@ -498,7 +525,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 USAGE_ERRORS = (
     MethodOptionError, UnknownMethodError, PathNotFoundError, OutputExistsError, OutputPathError, CorpusError, TokenizerError,
     ModelError, MismatchError, NoOverlapError, ResourceError, CardError, NotAnOutputFolderError,
-    NotLoggedInError,
+    NotLoggedInError, OptionValueError,
 )
 
 

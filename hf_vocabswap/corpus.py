@@ -18,6 +18,8 @@ from pathlib import Path
 from .errors import CorpusError
 
 DATASET_PREFIX = "dataset:"
+# Above this share of unknown tokens under the target tokenizer a corpus is warned about.
+UNKNOWN_SHARE_WARNING = 0.2
 _DATASET_SPEC = re.compile(r"^(?P<name>[A-Za-z0-9][\w.-]*(?:/[A-Za-z0-9][\w.-]*)?)(?::(?P<config>[^@:]+))?(?:@(?P<split>[^@:]+))?$")
 
 

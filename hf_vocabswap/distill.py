@@ -29,8 +29,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .errors import ModelError, NotAnOutputFolderError, TokenizerError
+from .errors import ModelError, NotAnOutputFolderError, OptionValueError, TokenizerError
 from .evaluate import causal_prefix, load_model_and_tokenizer
+from .fields import check_at_least
+from .loading import check_source_path
 from .record import read_record
 from .surgery import model_kind
 
@@ -53,8 +55,11 @@ class DistillConfig:
     max_unknown_share: float = field(default=0.2, metadata={"help": "refuse a teacher tokenizer that turns more than this share of the corpus's tokens into <unk>"})
 
     def __post_init__(self):
-        if self.temperature <= 0 or not 0 < self.debias_threshold < 1:
-            raise ValueError(f"temperature must be > 0 and debias_threshold in (0, 1), not {self.temperature} and {self.debias_threshold}")
+        if self.temperature <= 0:
+            raise OptionValueError(f"temperature must be above 0, not {self.temperature!r}.")
+        if not 0 < self.debias_threshold < 1:
+            raise OptionValueError(f"debias_threshold must lie between 0 and 1 (a probability), not {self.debias_threshold!r}.")
+        check_at_least(0, weight=self.weight, lm_weight=self.lm_weight, hidden_weight=self.hidden_weight, max_unknown_share=self.max_unknown_share)
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,25 +269,35 @@ class BlockText:
         segments: the block's text pieces, one per document it touches, in order.
         offsets: ``(start, end)`` of each student token in the joined segments; zero-width for
             the specials (prefix, document separators).
+        contexts: for each segment, the characters of its document just before it ("" when the
+            segment starts its document): the teacher tokenizes them with the segment, then drops
+            their tokens, so that a piece cut from the middle of a text is tokenized as the middle.
     """
 
     segments: list[str]
     offsets: list[tuple[int, int]]
+    contexts: list[str] = field(default_factory=list)
 
 
 def teacher_block(tokenizer, block: BlockText) -> tuple[list[int], list[tuple[int, int]]]:
-    """The teacher's ids and offsets for a block: its prefix, then each segment, separated by its eos."""
+    """The teacher's ids and offsets for a block: its prefix, then each segment, separated by its eos.
+
+    A segment with context is tokenized after it; tokens that begin inside the context are dropped
+    (the characters of one that straddles into the segment then go with the next token)."""
     ids = list(causal_prefix(tokenizer))
     offsets = [(0, 0)] * len(ids)
     eos = getattr(tokenizer, "eos_token_id", None)
-    encoded = tokenizer(block.segments, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    contexts = block.contexts or [""] * len(block.segments)
+    encoded = tokenizer([c + s for c, s in zip(contexts, block.segments)], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     base = 0
     for k, (seg_ids, seg_offsets) in enumerate(zip(encoded["input_ids"], encoded["offset_mapping"])):
         if k and isinstance(eos, int):
             ids.append(eos)
             offsets.append((base, base))
-        ids.extend(seg_ids)
-        offsets.extend((base + s, base + e) for s, e in seg_offsets)
+        skip = len(contexts[k])
+        kept = [(i, s - skip, e - skip) for i, (s, e) in zip(seg_ids, seg_offsets) if s >= skip and (e > s or not skip)]
+        ids.extend(i for i, _, _ in kept)
+        offsets.extend((base + s, base + e) for _, s, e in kept)
         base += len(block.segments[k])
     return ids, offsets
 
@@ -411,6 +426,7 @@ def resolve_teacher(teacher, teacher_tokenizer, config: DistillConfig | None, st
     check_causal(student, "student")
     if teacher is True or teacher == "source":
         teacher = _recorded_source(student_source)
+    check_source_path(teacher, what="teacher")
     name = str(teacher) if isinstance(teacher, (str, os.PathLike)) else getattr(teacher, "name_or_path", None) or type(teacher).__name__
     model, tok = load_model_and_tokenizer(teacher, teacher_tokenizer, task="causal")
     check_causal(model, "teacher")

@@ -107,6 +107,11 @@ class PathNotFoundError(VocabSwapError, FileNotFoundError):
         return self.args[0]
 
 
+class OptionValueError(VocabSwapError, ValueError):
+    """An option outside its range (a batch size of 0, a negative step count): the message names the
+    option, the value given and the values it takes."""
+
+
 class CardError(VocabSwapError, ValueError):
     """A model-card field is invalid: a language that is not an ISO 639 code, an evaluation without a value."""
 

@@ -32,6 +32,7 @@ import torch
 
 from .corpus import Corpus, first_chars
 from .errors import MissingSpecialTokenError, ModelError, TokenizerError
+from .fields import check_at_least
 from .loading import load_model, load_tokenizer, resolve_source
 from .progress import progress_bar
 from .surgery import model_kind
@@ -604,6 +605,8 @@ def evaluate_model(
         >>> results = evaluate_model("xlmr-uk", "uk_heldout.txt")
         >>> print(format_results(results))
     """
+    check_at_least(1, batch_size=batch_size)
+    check_at_least(2, max_length=max_length)
     corpus = Corpus.coerce(texts_or_file)
     texts = first_chars(corpus, max_chars)
     model, tok = load_model_and_tokenizer(model_or_path, tokenizer, task=task)

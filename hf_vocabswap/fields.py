@@ -20,7 +20,9 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["check_option_types", "cli_type", "parse_bool"]
+from .errors import OptionValueError
+
+__all__ = ["check_at_least", "check_option_types", "cli_type", "parse_bool"]
 
 
 def _members(annotation) -> tuple[list, bool]:
@@ -108,3 +110,14 @@ def cli_type(annotation):
     if member in (int, float):
         return member
     return str
+
+
+def check_at_least(minimum: int | float, **values) -> None:
+    """Refuse any of ``values`` (option name -> value; None is skipped) below ``minimum``.
+
+    Raises:
+        OptionValueError: an option is below ``minimum`` (the message names it and the value).
+    """
+    for name, value in values.items():
+        if value is not None and value < minimum:
+            raise OptionValueError(f"{name} must be at least {minimum}, not {value!r}.")

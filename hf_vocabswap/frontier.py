@@ -185,7 +185,7 @@ class _Tokenizers:
     def __call__(self, cand: Candidate):
         """The candidate's target tokenizer (None for the parent and trim, which the method derives)."""
         if cand.kind == "replace":
-            return train_tokenizer(self.tok, self.texts, cand.vocab_size, show_progress=self.config.progress)
+            return train_tokenizer(self.tok, self.texts, cand.vocab_size, progress=self.config.progress)
         if cand.kind != "expand":
             return None
         if self._expansion is None:

@@ -60,6 +60,8 @@ class TransplantReport:
         language: ISO 639 code(s) of the target language, when given (the card's ``language:``).
         datasets: Hub dataset ids the transplant learned from (the card's ``datasets:``).
         example_text: a short sample of the corpus, for the card's usage example.
+        training: continued pretraining done after the transplant (``hf_vocabswap.train``): the
+            recipe, the held-out curve's first, best and last points, the teacher if distilled.
     """
 
     method: str
@@ -78,6 +80,7 @@ class TransplantReport:
     language: str | list[str] | None = None
     datasets: list[str] = field(default_factory=list)
     example_text: str | None = None
+    training: dict | None = None
 
     @classmethod
     def build(cls, *, method, options, seed, alignment, plan: MixingPlan, surgery, provenance, model_kind, seconds) -> "TransplantReport":
@@ -189,7 +192,8 @@ def check_output_folder(folder) -> list[Path]:
     A complete folder has ``vocabswap.json`` (the transplant record), ``config.json``, a
     tokenizer (``tokenizer.json`` or ``tokenizer_config.json``) and readable weights (every
     shard its index names, with intact safetensors headers). Hidden files and folders
-    (``.cache``, ``.git``) are skipped.
+    (``.cache``, ``.git``), training checkpoints (``checkpoint-*``), tracker logs (``runs``)
+    and pickle files (``training_args.bin``, ``*.pt``) are skipped.
 
     Raises:
         NotAnOutputFolderError: the folder does not exist, is not an hf_vocabswap output,
@@ -215,10 +219,23 @@ def check_output_folder(folder) -> list[Path]:
         raise NotAnOutputFolderError(folder, missing)
     files = sorted(
         p.relative_to(folder) for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if p.is_file() and not _left_behind(p.relative_to(folder))
     )
     _check_safetensors(folder, [f for f in files if f.suffix == ".safetensors"])
     return files
+
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def _left_behind(rel: Path) -> bool:
+    """Files an upload skips: hidden ones, training checkpoints and tracker logs (they hold
+    optimizer state and pickles the Hub flags), and pickle files such as ``training_args.bin``."""
+    if any(part.startswith(".") for part in rel.parts):
+        return True
+    if rel.parts[0].startswith("checkpoint-") or rel.parts[0] == "runs":
+        return True
+    return rel.suffix in PICKLE_SUFFIXES or rel.name == "training_args.bin"
 
 
 def _check_safetensors(folder: Path, files: list[Path]) -> None:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
@@ -127,7 +128,7 @@ def _kept_specials(source, spec: dict, keep_special) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- training
-def _corpus_words(corpus: Corpus, backend, spec: dict, show_progress: bool) -> Counter:
+def _corpus_words(corpus: Corpus, backend, spec: dict, progress: bool) -> Counter:
     """The corpus as trainer words (see :mod:`hf_vocabswap.tokenizer_words`).
 
     Raises:
@@ -138,7 +139,7 @@ def _corpus_words(corpus: Corpus, backend, spec: dict, show_progress: bool) -> C
     prefix = model_spec.get("continuing_subword_prefix") if model_spec["type"] == "WordPiece" else None
     individual_digits = not has_multi_digit_tokens(backend.get_vocab(with_added_tokens=False), family, prefix)
     all_added = [a["content"] for a in spec.get("added_tokens") or []]
-    counts = count_words(corpus, backend, family, all_added, individual_digits, progress=show_progress)
+    counts = count_words(corpus, backend, family, all_added, individual_digits, progress=progress)
     if not counts:
         raise CorpusError(f"Corpus {corpus.description!r} holds no text once special tokens are removed.")
     return counts
@@ -227,12 +228,12 @@ def _rescore_unigram(learned: dict, counts: Counter) -> dict:
     return dict(learned, vocab=[[vocab[i][0], scores[i]] for i in order])
 
 
-def _learn(model_spec: dict, counts: Counter, budget: int, min_frequency: int, show_progress: bool,
+def _learn(model_spec: dict, counts: Counter, budget: int, min_frequency: int, progress: bool,
            byte_level: bool) -> dict:
     """Run the tokenizers trainer of the source's model type on the counted words, deterministically
     (see :func:`_decorated_symbols` and :func:`_rescore_unigram`)."""
     model_type = model_spec["type"]
-    show_progress = show_progress and not are_progress_bars_disabled("tokenizer")
+    show_progress = progress and not are_progress_bars_disabled("tokenizer")  # the tokenizers trainers' own switch
     if model_type == "BPE":
         kwargs = {}
         if model_spec.get("continuing_subword_prefix"):
@@ -332,7 +333,7 @@ def _wrap(source, spec: dict, new_model: dict, specials: list[dict], keep_specia
     return build_tokenizer(new_spec, source, **kwargs)
 
 
-def _expand(source, corpus: Corpus, add_tokens, trim: bool, keep_special, min_frequency: int, show_progress: bool):
+def _expand(source, corpus: Corpus, add_tokens, trim: bool, keep_special, min_frequency: int, progress: bool):
     """``train_tokenizer`` with ``add_tokens``/``trim``: trim the source first if asked, then add tokens."""
     add_tokens = check_add_tokens(add_tokens, trim)
     if add_tokens:
@@ -346,7 +347,7 @@ def _expand(source, corpus: Corpus, add_tokens, trim: bool, keep_special, min_fr
         source = trim_tokenizer(source, corpus, keep_special="all" if keep_special is None else keep_special)
     if add_tokens == 0:
         return source
-    return expand_tokenizer(source, corpus, add_tokens, min_frequency=min_frequency, progress=show_progress)
+    return expand_tokenizer(source, corpus, add_tokens, min_frequency=min_frequency, progress=progress)
 
 
 def train_tokenizer(
@@ -358,7 +359,8 @@ def train_tokenizer(
     trim: bool = False,
     keep_special=None,
     min_frequency: int = 2,
-    show_progress: bool = True,
+    progress: bool = True,
+    show_progress: bool | None = None,
 ):
     """Train a new tokenizer on ``corpus`` with the source tokenizer's own pipeline, or expand the source.
 
@@ -389,8 +391,9 @@ def train_tokenizer(
             ``"used"``, as for ``trim_tokenizer``. Not allowed for expansion without ``trim``.
         min_frequency: minimum count of a pair to be merged (BPE, WordPiece and, when
             expanding, Unigram; training a Unigram vocabulary ignores it).
-        show_progress: show progress bars (corpus pass and the tokenizers trainer; group
+        progress: show progress bars (corpus pass and the tokenizers trainer; group
             ``hf_vocabswap.tokenizer`` of :mod:`hf_vocabswap.progress`).
+        show_progress: the former name of ``progress`` (deprecated; a FutureWarning says so).
 
     Returns:
         A ``transformers.PreTrainedTokenizerFast`` (see the module docstring for where
@@ -404,6 +407,9 @@ def train_tokenizer(
             small for the special tokens, byte pieces and alphabet; when ``add_tokens`` is not
             a positive integer (0 without ``trim``), or is given together with ``vocab_size``.
     """
+    if show_progress is not None:
+        warnings.warn("train_tokenizer(show_progress=...) is now progress=...", FutureWarning, stacklevel=2)
+        progress = show_progress
     source, backend = _source_backend(source_tokenizer)
     corpus = Corpus.coerce(corpus)
     if add_tokens is not None or trim:
@@ -412,7 +418,7 @@ def train_tokenizer(
                 f"Pass either vocab_size={vocab_size} (train a new vocabulary of that size) or "
                 f"add_tokens={add_tokens} (keep the source's and add that many{', after trimming' if trim else ''}), not both."
             )
-        return _expand(source, corpus, add_tokens, trim, keep_special, min_frequency, show_progress)
+        return _expand(source, corpus, add_tokens, trim, keep_special, min_frequency, progress)
     vocab_size = 32000 if vocab_size is None else vocab_size
     keep_special = "used" if keep_special is None else keep_special
     spec = tokenizer_spec(backend)
@@ -431,10 +437,10 @@ def train_tokenizer(
     special_contents = {s["content"] for s in specials}
     byte_pieces = [p for p in BYTE_PIECES if p not in special_contents] if model_spec.get("byte_fallback") else []
 
-    counts = _corpus_words(corpus, backend, spec, show_progress)
+    counts = _corpus_words(corpus, backend, spec, progress)
     _check_budget(vocab_size, specials, byte_pieces, _alphabet_size(counts, model_type, prefix, byte_level), byte_level)
     reserved = len(specials) + len(byte_pieces)
-    learned = _learn(model_spec, counts, vocab_size - reserved, min_frequency, show_progress, byte_level)
+    learned = _learn(model_spec, counts, vocab_size - reserved, min_frequency, progress, byte_level)
     learned_tokens, scores = _learned_tokens(learned, special_contents | set(byte_pieces))
     total = reserved + len(learned_tokens)
     if total < vocab_size:

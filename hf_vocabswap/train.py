@@ -33,20 +33,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub.utils import tqdm
 from transformers.trainer_utils import get_last_checkpoint
 
+from .card import write_model_card
 from .corpus import Corpus, first_chars
 from .distill import TEACHER_KEYS, BlockText, DistillCollator, DistillConfig, Teacher, resolve_teacher
 from .errors import CorpusError, ModelError, OutputExistsError, TokenizerError
+from .record import RECORD_FILE, TransplantReport, read_record
 from .evaluate import bits_per_character, causal_prefix, load_model_and_tokenizer, max_sequence_length, special_template
 from .surgery import model_kind
+from .fields import check_at_least
+from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["continue_pretraining", "TrainConfig", "pack_texts", "pack_texts_with_text", "embedding_parameters", "HISTORY_FILE"]
 
 HISTORY_FILE = "lapt_history.json"
+CONTEXT_CHARS = 64  # characters before a block's first piece that the teacher tokenizes with it, then drops
 
 
 # ---------------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ def pack_texts(tokenizer, texts, seq_length: int, *, kind: str, progress: bool =
             stream.extend(joiner)
         batch.clear()
 
-    for text in tqdm(texts, desc="Tokenizing", unit=" texts", disable=not progress, leave=False, name="hf_vocabswap"):
+    for text in progress_bar(texts, group="train", desc="hf_vocabswap: tokenizing training text", unit=" texts", enabled=progress):
         batch.append(text)
         if len(batch) >= 1000:
             flush()
@@ -143,7 +147,7 @@ def pack_texts_with_text(tokenizer, texts, seq_length: int, *, progress: bool = 
         raise ModelError(f"seq_length={seq_length} leaves no room for text next to the special tokens {prefix}.")
     docs: list[str] = []
     stream: list[tuple[int, int, int, int]] = []  # (id, doc, start, end); doc -1 for the joiner
-    for text in tqdm(texts, desc="Tokenizing", unit=" texts", disable=not progress, leave=False, name="hf_vocabswap"):
+    for text in progress_bar(texts, group="train", desc="hf_vocabswap: tokenizing training text", unit=" texts", enabled=progress):
         docs.append(text)
     for first in range(0, len(docs), 1000):
         enc = tokenizer(docs[first : first + 1000], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
@@ -161,14 +165,18 @@ def pack_texts_with_text(tokenizer, texts, seq_length: int, *, progress: bool = 
 
 def _block_text(docs: list[str], stream, lo: int, hi: int, n_prefix: int) -> BlockText:
     """The characters of ``stream[lo:hi]``: one piece per document, from the end of the document's
-    previous token (its start for the first) to the end of its last token in the block."""
+    previous token (its start for the first) to the end of its last token in the block, with up to
+    ``CONTEXT_CHARS`` characters of the document before it (so a teacher tokenizes a piece that starts
+    mid-document as a continuation, not as a new text)."""
     segments: list[str] = []
+    contexts: list[str] = []
     offsets: list[tuple[int, int]] = [(0, 0)] * n_prefix
     base, doc, seg_start, prev_end = 0, None, 0, 0
 
     def close():
         if doc is not None:
             segments.append(docs[doc][seg_start:prev_end])
+            contexts.append(docs[doc][max(0, seg_start - CONTEXT_CHARS):seg_start])
 
     for i in range(lo, hi):
         _, d, s, e = stream[i]
@@ -181,11 +189,12 @@ def _block_text(docs: list[str], stream, lo: int, hi: int, n_prefix: int) -> Blo
             previous = stream[i - 1] if i > 0 else None
             seg_start = previous[3] if previous is not None and previous[1] == d else 0
             doc, prev_end = d, seg_start
-        start, end = min(s, prev_end), max(e, prev_end)  # a gap before the token joins it; byte pieces overlap
+        # a gap before the token joins it; a byte piece of a character the previous block's token ended becomes zero-width
+        start, end = max(min(s, prev_end), seg_start), max(e, prev_end)
         offsets.append((base + start - seg_start, base + end - seg_start))
         prev_end = end
     close()
-    return BlockText(segments, offsets)
+    return BlockText(segments, offsets, contexts)
 
 
 class _Blocks(torch.utils.data.Dataset):
@@ -377,6 +386,13 @@ def _resolve_config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
     return dataclasses.replace(config or TrainConfig(), **overrides)
 
 
+def _check_counts(cfg: TrainConfig) -> None:
+    """Refuse step counts and batch sizes below 1 and blocks below 2 tokens, before anything is loaded."""
+    check_at_least(1, max_steps=cfg.max_steps, batch_size=cfg.batch_size, eval_steps=cfg.eval_steps, logging_steps=cfg.logging_steps,
+                   gradient_accumulation_steps=cfg.gradient_accumulation_steps, eval_batch_size=cfg.eval_batch_size)
+    check_at_least(2, seq_length=cfg.seq_length)
+
+
 def continue_pretraining(
     model_or_path,
     train_texts_or_file,
@@ -488,6 +504,8 @@ def continue_pretraining(
         TokenizerError: the teacher's tokenizer cannot encode the corpus (too many unknown tokens).
         FileNotFoundError: ``resume`` names a checkpoint that does not exist.
         TypeError: an override that is not a :class:`TrainConfig` field.
+        OptionValueError: a step count or batch size below 1, or ``seq_length`` below 2
+            (before anything is loaded).
 
     Example:
         >>> from hf_vocabswap import transplant_tokenizer
@@ -497,10 +515,11 @@ def continue_pretraining(
         ...                                eval_texts="uk_heldout.txt", config=TrainConfig(max_steps=400, eval_steps=50))
         >>> summary["best"], summary["last"]
     """
+    cfg = _resolve_config(config, overrides)
+    _check_counts(cfg)
     # lazy: the training stack pulls in accelerate, seconds at start-up; only training needs it
     from transformers import DataCollatorForLanguageModeling, EarlyStoppingCallback, TrainingArguments
 
-    cfg = _resolve_config(config, overrides)
     started = time.perf_counter()
     output = Path(output_dir)
     checkpoint = _checkpoint_to_resume(output, resume, overwrite)
@@ -548,8 +567,10 @@ def continue_pretraining(
     summary["teacher"] = teach.describe() if teach is not None else None
     summary["seconds"] = time.perf_counter() - started
     if trainer.is_world_process_zero():
-        extra = {"embeddings_only_steps": cfg.embeddings_only_steps, "mlm_probability": cfg.mlm_probability, "early_stopping_patience": cfg.early_stopping_patience}
-        _write_history(output, summary, trainer, args, extra)
+        extra = {"seq_length": cfg.seq_length, "embeddings_only_steps": cfg.embeddings_only_steps, "mlm_probability": cfg.mlm_probability,
+                 "early_stopping_patience": cfg.early_stopping_patience}
+        arguments = _write_history(output, summary, trainer, args, extra)
+        _complete_output(output, model_or_path, summary, arguments)
     _log_done(summary)
     return summary
 
@@ -615,12 +636,14 @@ def _eval_blocks(tok, held_out, seq_length: int, kind: str) -> torch.Tensor:
         return pack_texts(tok, held_out, _short_block(tok, held_out, kind), kind=kind)
 
 
-def _write_history(output: Path, summary: dict, trainer, args: dict, extra: dict) -> None:
-    """``lapt_history.json``: the summary, the training log and the arguments that matter."""
+def _write_history(output: Path, summary: dict, trainer, args: dict, extra: dict) -> dict:
+    """``lapt_history.json``: the summary, the training log and the arguments that matter (returned,
+    so the transplant record's recipe is the same set)."""
     record = dict(summary)
     record["train_log"] = [e for e in trainer.state.log_history if "loss" in e]
     record["arguments"] = {k: v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None)))} | extra
     (output / HISTORY_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return record["arguments"]
 
 
 def _train(trainer, checkpoint: Path | None):
@@ -635,6 +658,38 @@ def _log_done(summary: dict) -> None:
     best, last = summary["best"], summary["last"]
     if best and last:
         logger.info("LAPT done at step %d: best eval_bpc %.4f at step %d, last %.4f", summary["global_step"], best["eval_bpc"], best["step"], last["eval_bpc"])
+
+
+def training_section(summary: dict, arguments: dict) -> dict:
+    """The record's ``training`` entry: the recipe, the curve's first, best and last points, the teacher."""
+    keep = ("global_step", "initial", "best", "last", "final_model", "num_train_tokens", "epochs", "train_loss", "teacher")
+    section = {k: summary.get(k) for k in keep}
+    section["recipe"] = {k: v for k, v in arguments.items() if k not in ("output_dir", "report_to", "disable_tqdm")}
+    section["curve"] = [{"step": e["step"], "eval_bpc": e["eval_bpc"]} for e in summary.get("history", [])]
+    return section
+
+
+def _transplant_record(model_or_path) -> TransplantReport | None:
+    """The transplant record of what was trained: a result's report, or the input folder's ``vocabswap.json``."""
+    report = getattr(model_or_path, "report", None)
+    if isinstance(report, TransplantReport):
+        return TransplantReport.from_dict(report.to_dict())
+    if isinstance(model_or_path, (str, os.PathLike)) and (Path(model_or_path) / RECORD_FILE).is_file():
+        return read_record(model_or_path)
+    return None
+
+
+def _complete_output(output: Path, model_or_path, summary: dict, arguments: dict) -> None:
+    """Make ``output`` a complete hf_vocabswap output when a transplant was trained: its record with a
+    ``training`` section and a card that says what training was done (no longer "untrained"). The
+    Trainer's pickled ``training_args.bin`` is removed either way (the arguments are in the history)."""
+    (output / "training_args.bin").unlink(missing_ok=True)
+    report = _transplant_record(model_or_path)
+    if report is None:
+        return
+    report.training = training_section(summary, arguments)
+    report.write(output)
+    write_model_card(output)
 
 
 def _has_accelerator() -> bool:

@@ -28,7 +28,7 @@ import torch
 
 from .calibration import CalibrationConfig, calibrate_new_tokens, new_token_ids
 from .card import example_from_texts, validate_language
-from .corpus import Corpus, first_chars
+from .corpus import UNKNOWN_SHARE_WARNING, Corpus, first_chars
 from .errors import CorpusError, MethodOptionError, NoOverlapError, TokenizerError
 from .evaluate import tokenizer_stats
 from .loading import TASK_AUTO_CLASSES, SourceModel, check_pair, check_source_path, load_tokenizer, open_source, tokenizer_fingerprint
@@ -349,7 +349,6 @@ def _prepare_target(impl: Method, target_tokenizer, source: SourceModel, corpus,
     return target, alignment
 
 
-UNKNOWN_SHARE_WARNING = 0.2
 
 
 def warn_unknown_share(tokenizer, corpus, *, max_chars: int = 200_000) -> float | None:

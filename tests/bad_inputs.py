@@ -41,6 +41,10 @@ CASES = (
     BadInput("--out that is a file", ("transplant", "{model}", "{target}", "--method", "fvt", "--out", "{corpus}"), 2, "is a file, not a folder"),
     BadInput("--out . --overwrite", ("transplant", "{model}", "{target}", "--method", "fvt", "--out", ".", "--overwrite"), 2, "is the current folder"),
     BadInput("--overwrite on a folder of the user's own files", ("transplant", "{model}", "{target}", "--method", "fvt", "--out", "{tmp}/mine", "--overwrite"), 2, "holds files that are not an hf_vocabswap output"),
+    BadInput("a batch size of 0 in evaluate", ("evaluate", "{model}", "--text", "{corpus}", "--batch-size", "0"), 2, "batch_size must be at least 1, not 0"),
+    BadInput("a batch size of 0 in train", ("train", "{model}", "--text", "{corpus}", "--batch-size", "0", "--out", "{tmp}/lapt"), 2, "batch_size must be at least 1, not 0"),
+    BadInput("0 steps in train", ("train", "{model}", "--text", "{corpus}", "--steps", "0", "--out", "{tmp}/lapt"), 2, "max_steps must be at least 1, not 0"),
+    BadInput("a held-out file for train-tokenizer that does not exist", ("train-tokenizer", "{model}", "--corpus", "{corpus}", "--vocab-size", "300", "--heldout", "{tmp}/missing.txt", "--out", "{tmp}/tok"), 2, "does not exist"),
     BadInput("--out that exists, without --overwrite", ("transplant", "{model}", "{target}", "--method", "fvt", "--out", "{tmp}/mine"), 2, "already exists"),
 )
 

@@ -94,7 +94,7 @@ def _subparsers():
     return parser, action.choices
 
 
-@pytest.mark.parametrize("command", ["transplant", "evaluate", "push", "methods", "quickstart", "demo"])
+@pytest.mark.parametrize("command", ["transplant", "evaluate", "train", "push", "methods", "quickstart", "demo"])
 def test_every_option_has_help_and_shows_its_default(command):
     from hf_vocabswap.cli import _HelpFormatter
 
@@ -111,17 +111,29 @@ def test_every_option_has_help_and_shows_its_default(command):
 
 
 def test_cli_defaults_are_the_library_defaults():
+    import dataclasses
     import inspect
 
     from hf_vocabswap.evaluate import evaluate_model
     from hf_vocabswap.quickstart import run_quickstart
+    from hf_vocabswap.distill import DistillConfig
+    from hf_vocabswap.train import TrainConfig
     from hf_vocabswap.transplant import transplant_tokenizer
 
     _, commands = _subparsers()
     pairs = [("transplant", transplant_tokenizer, {"seed": "seed", "device": "device", "method": "method", "task": "task",
                                                    "low_memory": "low_memory", "calibrate": "calibrate"}),
              ("evaluate", evaluate_model, {"max_length": "max_length", "batch_size": "batch_size", "max_chars": "max_chars"}),
-             ("quickstart", run_quickstart, {"method": "method", "vocab_size": "vocab_size", "lapt_steps": "lapt_steps"})]
+             ("quickstart", run_quickstart, {"method": "method", "vocab_size": "vocab_size", "lapt_steps": "lapt_steps"}),
+             ("train", DistillConfig, {f"cfg_{f}": f for f in ("weight", "lm_weight", "temperature", "debias", "debias_threshold")}),
+             ("train", TrainConfig, {"steps": "max_steps", "batch_size": "batch_size", "lr": "learning_rate",
+                                              "warmup_steps": "warmup_steps", "seq_length": "seq_length",
+                                              "eval_steps": "eval_steps", "seed": "seed",
+                                              "embeddings_only_steps": "embeddings_only_steps"})]
+    from hf_vocabswap.train import continue_pretraining
+
+    assert not {f.name for f in dataclasses.fields(TrainConfig)} & set(inspect.signature(continue_pretraining).parameters), \
+        "TrainConfig is the one source of training defaults"
     for command, function, names in pairs:
         defaults = {a.dest: a.default for a in commands[command]._actions}
         for dest, parameter in names.items():

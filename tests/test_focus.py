@@ -245,13 +245,13 @@ def test_token_file_is_the_reference_format(target, ukrainian_train, tmp_path):
 
 def test_second_run_loads_the_cached_model_without_training(monkeypatch, source, target, ukrainian_train, tmp_path):
     calls = []
-    real_train = aux_fasttext.train_fasttext
+    real_train = aux_fasttext.train_fasttext_file
 
     def counting_train(*args, **kwargs):
         calls.append(args)
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(aux_fasttext, "train_fasttext", counting_train)
+    monkeypatch.setattr(aux_fasttext, "train_fasttext_file", counting_train)
     corpus = Corpus(ukrainian_train[:400])
     options = dict(bucket=SMALL_BUCKET, min_count=3, cache_dir=str(tmp_path), threads=1)
     first = focus(**options).plan(make_ctx(source, target, corpus))

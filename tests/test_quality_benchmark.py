@@ -117,7 +117,7 @@ def test_saved_plan_rebuilds_the_transplanted_model(tmp_path, splade_path, ukrai
     model = AutoModelForMaskedLM.from_pretrained(splade_path)
     source_tok = AutoTokenizer.from_pretrained(splade_path)
     train = ukrainian_train[:200]
-    target = train_tokenizer(source_tok, train, 800, show_progress=False)
+    target = train_tokenizer(source_tok, train, 800, progress=False)
     res = resources.Resources(train, target, tmp_path, cfg)
     planned = runs.plan_method("fvt", model, source_tok, target, train, res, cfg, keep_model=True)
     assert planned.status == "planned"
@@ -190,7 +190,7 @@ def test_dense_plans_travel_as_int8_rows(tmp_path, splade_path, ukrainian_train)
     model = AutoModelForMaskedLM.from_pretrained(splade_path)
     source_tok = AutoTokenizer.from_pretrained(splade_path)
     train = ukrainian_train[:200]
-    target = train_tokenizer(source_tok, train, 800, show_progress=False)
+    target = train_tokenizer(source_tok, train, 800, progress=False)
     res = resources.Resources(train, target, tmp_path, cfg)
     planned = runs.plan_only("fvt", model, source_tok, target, train, res, cfg)
     assert planned.status == "planned"

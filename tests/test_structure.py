@@ -183,3 +183,20 @@ def test_every_public_function_and_class_has_a_docstring():
 def test_bottom_modules_import_nothing_above_them(module):
     above = {"hf_vocabswap.transplant", "hf_vocabswap.result", "hf_vocabswap.card", "hf_vocabswap.hub", "hf_vocabswap.streaming", "hf_vocabswap.cli"}
     assert not (_top_level_imports(module, MODULES[module]) & above)
+
+
+def test_every_progress_bar_goes_through_the_progress_module():
+    """``-q`` and ``disable_progress_bars(group)`` reach a bar only if it is made by ``hf_vocabswap.progress``."""
+    offenders = []
+    for module, path in MODULES.items():
+        if module == "hf_vocabswap.progress":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+            if any(name.split(".")[0] == "tqdm" or name.endswith(".tqdm") for name in names):
+                offenders.append(f"{module}:{node.lineno}")
+    assert not offenders, f"tqdm imported outside hf_vocabswap.progress (use progress.progress_bar): {offenders}"

@@ -188,9 +188,9 @@ def test_unigram_scores_on_the_source_scale(sources, expanded):
 def test_trim_then_expand_keeps_the_trim_guarantee(sources, texts):
     src, (train, heldout) = sources["llama"], texts
     trimmed = trim_tokenizer(src, train)
-    only_trim = train_tokenizer(src, train, add_tokens=0, trim=True, show_progress=False)
+    only_trim = train_tokenizer(src, train, add_tokens=0, trim=True, progress=False)
     assert only_trim.backend_tokenizer.to_str() == trimmed.backend_tokenizer.to_str()
-    both = train_tokenizer(src, train, add_tokens=K, trim=True, show_progress=False)
+    both = train_tokenizer(src, train, add_tokens=K, trim=True, progress=False)
     m = len(trimmed)
     assert len(both) == m + K
     assert both.convert_ids_to_tokens(list(range(m))) == trimmed.convert_ids_to_tokens(list(range(m)))
@@ -210,18 +210,18 @@ def test_bad_inputs(sources, texts, caplog):
     src, train = sources["llama"], texts[0][:50]
     for bad in (0, -3, 2.5, "100", True):
         with pytest.raises(TokenizerError, match="add_tokens"):
-            train_tokenizer(src, train, add_tokens=bad, show_progress=False)
+            train_tokenizer(src, train, add_tokens=bad, progress=False)
     with pytest.raises(TokenizerError, match="either vocab_size=8000 .* or add_tokens=100"):
         train_tokenizer(src, train, 8000, add_tokens=100)
     with pytest.raises(TokenizerError, match="keep_special"):
         train_tokenizer(src, train, add_tokens=10, keep_special="all")
     with pytest.raises(CorpusError):
-        train_tokenizer(src, ["", " "], add_tokens=10, show_progress=False)
+        train_tokenizer(src, ["", " "], add_tokens=10, progress=False)
     word_level = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]")), unk_token="[UNK]")
     with pytest.raises(TokenizerError, match="WordLevel"):
         train_tokenizer(word_level, train, add_tokens=10)
     with caplog.at_level(logging.WARNING, logger="hf_vocabswap.tokenizer_expansion"):
-        tok = train_tokenizer(src, ["кіт кіт кіт пес пес"], add_tokens=1000, show_progress=False)
+        tok = train_tokenizer(src, ["кіт кіт кіт пес пес"], add_tokens=1000, progress=False)
     learned = len(tok) - len(src)
     assert 0 < learned < 1000
     assert f"supports only {learned} new tokens" in caplog.text

@@ -158,7 +158,7 @@ def trained(sources, ukrainian_train, ukrainian_heldout):
     out = {}
     for name, src in sources.items():
         start = time.perf_counter()
-        tgt = train_tokenizer(src, ukrainian_train, VOCAB, show_progress=False)
+        tgt = train_tokenizer(src, ukrainian_train, VOCAB, progress=False)
         seconds = time.perf_counter() - start
         report = check_trained_tokenizer(tgt, ukrainian_heldout)
         print(f"\n{name}: {seconds:.1f}s {({k: v for k, v in report.items() if k != 'roundtrip_example'})}")
@@ -319,10 +319,10 @@ def test_save_and_reload(trained, ukrainian_heldout, tmp_path, name):
 def test_keep_special_all_and_list(sources, ukrainian_train):
     src = sources["gemma_like"]
     small = ukrainian_train[:400]
-    kept_all = train_tokenizer(src, small, 2000, keep_special="all", show_progress=False)
+    kept_all = train_tokenizer(src, small, 2000, keep_special="all", progress=False)
     for i, tok in enumerate(GEMMA_SPECIALS):
         assert kept_all.convert_tokens_to_ids(tok) == i
-    listed = train_tokenizer(src, small, 2000, keep_special=["<start_of_turn>", "<end_of_turn>", "<new>"], show_progress=False)
+    listed = train_tokenizer(src, small, 2000, keep_special=["<start_of_turn>", "<end_of_turn>", "<new>"], progress=False)
     assert listed.convert_tokens_to_ids("<new>") == 1999  # not in the source: a new special, last
     assert listed.convert_tokens_to_ids(["<start_of_turn>", "<end_of_turn>"]) == [
         src.convert_tokens_to_ids("<start_of_turn>"), src.convert_tokens_to_ids("<end_of_turn>")]
@@ -330,13 +330,13 @@ def test_keep_special_all_and_list(sources, ukrainian_train):
     pieces = listed.tokenize("<start_of_turn>так")
     assert pieces[0] == "<start_of_turn>" and "".join(pieces[1:]) == "так"
     with pytest.raises(TokenizerError, match="keep_special"):
-        train_tokenizer(src, small, 2000, keep_special="some", show_progress=False)
+        train_tokenizer(src, small, 2000, keep_special="some", progress=False)
 
 
 def test_special_that_does_not_fit_goes_last_and_roberta_processor(english, ukrainian_train):
     src = build_xlmr(english[:800], vocab=1200, processor="roberta")
     assert src.mask_token_id == 1200
-    tgt = train_tokenizer(src, ukrainian_train[:400], 1000, show_progress=False)
+    tgt = train_tokenizer(src, ukrainian_train[:400], 1000, progress=False)
     assert len(tgt) == 1000
     assert tgt.mask_token_id == 999
     assert [tgt.pad_token_id, tgt.cls_token_id, tgt.sep_token_id, tgt.unk_token_id] == [1, 0, 2, 3]
@@ -346,27 +346,27 @@ def test_special_that_does_not_fit_goes_last_and_roberta_processor(english, ukra
 
 def test_vocab_too_small(sources, ukrainian_train):
     with pytest.raises(TokenizerError, match="vocab_size=200 is too small"):
-        train_tokenizer(sources["gpt2"], ukrainian_train[:50], 200, show_progress=False)
+        train_tokenizer(sources["gpt2"], ukrainian_train[:50], 200, progress=False)
     with pytest.raises(TokenizerError, match="byte-fallback"):
-        train_tokenizer(sources["gemma_like"], ukrainian_train[:50], 300, show_progress=False)
+        train_tokenizer(sources["gemma_like"], ukrainian_train[:50], 300, progress=False)
     with pytest.raises(TokenizerError, match="keep fewer special tokens"):
-        train_tokenizer(sources["gemma_like"], ukrainian_train[:50], 600, keep_special="all", show_progress=False)
+        train_tokenizer(sources["gemma_like"], ukrainian_train[:50], 600, keep_special="all", progress=False)
 
 
 def test_empty_corpus(sources):
     with pytest.raises(CorpusError):
-        train_tokenizer(sources["gpt2"], ["", "  "], 1000, show_progress=False)
+        train_tokenizer(sources["gpt2"], ["", "  "], 1000, progress=False)
 
 
 def test_corpus_from_file(sources, ukrainian_train, tmp_path):
     path = write_texts(ukrainian_train[:300], tmp_path / "uk.txt")
-    from_file = train_tokenizer(sources["gpt2"], path, 1500, show_progress=False)
-    from_list = train_tokenizer(sources["gpt2"], ukrainian_train[:300], 1500, show_progress=False)
+    from_file = train_tokenizer(sources["gpt2"], path, 1500, progress=False)
+    from_list = train_tokenizer(sources["gpt2"], ukrainian_train[:300], 1500, progress=False)
     assert from_file.get_vocab() == from_list.get_vocab()
 
 
 def test_source_given_as_path(splade_path, ukrainian_train):
-    tgt = train_tokenizer(str(splade_path), ukrainian_train[:200], 1500, show_progress=False)
+    tgt = train_tokenizer(str(splade_path), ukrainian_train[:200], 1500, progress=False)
     assert tgt.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) == [0, 100, 101, 102, 103]
     assert tgt("так")["input_ids"][0] == 101 and tgt.model_max_length == 512
 
@@ -399,7 +399,7 @@ def test_real_gemma3(ukrainian_train, ukrainian_heldout, tmp_path):
     src = real_gemma()
     assert len(src) == 262_144
     start = time.perf_counter()
-    tgt = train_tokenizer(src, ukrainian_train, VOCAB, show_progress=False)
+    tgt = train_tokenizer(src, ukrainian_train, VOCAB, progress=False)
     seconds = time.perf_counter() - start
     report = check_trained_tokenizer(tgt, ukrainian_heldout)
     print(f"\ngemma3: {seconds:.1f}s {({k: v for k, v in report.items() if k != 'roundtrip_example'})}")
@@ -425,7 +425,7 @@ from hf_vocabswap.tokenizer_training import train_tokenizer
 sources, corpus, out = sys.argv[1], sys.argv[2], sys.argv[3]
 for name in ("bert", "gpt2", "xlmr"):
     src = AutoTokenizer.from_pretrained(f"{sources}/{name}")
-    train_tokenizer(src, corpus, 4000, show_progress=False).save_pretrained(f"{out}/{name}")
+    train_tokenizer(src, corpus, 4000, progress=False).save_pretrained(f"{out}/{name}")
 """
 
 
@@ -446,3 +446,11 @@ def test_same_corpus_gives_the_same_tokenizer_in_two_processes(sources, ukrainia
         first = (outputs[0] / name / "tokenizer.json").read_bytes()
         assert first == (outputs[1] / name / "tokenizer.json").read_bytes(), name
         assert len(json.loads(first)["model"]["vocab"]) >= 3900
+
+
+def test_show_progress_is_the_deprecated_spelling_of_progress(english, ukrainian_train):
+    src = build_xlmr(english[:800], vocab=1200, processor="roberta")
+    with pytest.warns(FutureWarning, match="progress"):
+        old = train_tokenizer(src, ukrainian_train[:200], 600, show_progress=False)
+    new = train_tokenizer(src, ukrainian_train[:200], 600, progress=False)
+    assert old.backend_tokenizer.to_str() == new.backend_tokenizer.to_str()

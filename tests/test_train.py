@@ -236,3 +236,56 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+# -- the trained folder is a complete output (issue 15) ---------------------------------------
+def test_a_trained_transplant_folder_is_complete_and_pushes(splade_path, train_texts, eval_texts, tmp_path):
+    import subprocess
+    import sys
+
+    from huggingface_hub import ModelCard
+
+    from hf_vocabswap.errors import NotAnOutputFolderError
+    from hf_vocabswap.record import RECORD_FILE, check_output_folder, read_record
+
+    from .hub_server import HubServer, hub_env
+
+    source_tok = AutoTokenizer.from_pretrained(splade_path)
+    target = source_tok.train_new_from_iterator(train_texts, vocab_size=1500)
+    folder = transplant_tokenizer(str(splade_path), target, "fvt", language="uk").save_pretrained(tmp_path / "uk")
+    assert "has not been trained" in (folder / "README.md").read_text(encoding="utf-8")
+
+    out = tmp_path / "uk-lapt"
+    summary = continue_pretraining(str(folder), train_texts, output_dir=out, eval_texts=eval_texts, max_steps=4,
+                                   batch_size=4, seq_length=SEQ, learning_rate=1e-3, warmup_steps=1, eval_steps=2,
+                                   logging_steps=2, seed=0, progress=False)
+    record = read_record(out)
+    assert record.counts == read_record(folder).counts and record.language == "uk"  # the transplant, carried over
+    training = record.training
+    assert training["global_step"] == 4 and [p["step"] for p in training["curve"]] == [0, 2, 4]
+    assert training["best"] == summary["best"] and training["last"]["eval_bpc"] == summary["last"]["eval_bpc"]
+    assert training["recipe"]["seq_length"] == SEQ and training["recipe"]["learning_rate"] == 1e-3
+
+    card = ModelCard((out / "README.md").read_text(encoding="utf-8"))
+    assert "has not been trained" not in card.text
+    assert "Continued pretraining (LAPT) for 4 steps of 4 x 64 tokens" in card.text
+    assert f"best {summary['best']['eval_bpc']:.4f} at step {summary['best']['step']}" in card.text
+    assert "during training, last (step 4)" in card.text  # the evaluation table shows the curve's best and last
+    assert card.data.language == "uk"
+
+    assert not (out / "training_args.bin").exists()
+    files = {str(f) for f in check_output_folder(out)}
+    assert {RECORD_FILE, "README.md", "model.safetensors", HISTORY_FILE} <= files
+    assert (out / "checkpoint-4").is_dir() and not any(f.startswith("checkpoint-") or f.endswith((".pt", ".pth", ".bin")) for f in files)
+
+    token = "hf_TESTtoken0123456789abcdefSECRET"
+    with HubServer(tokens={token: "user"}) as hub:
+        proc = subprocess.run([sys.executable, "-m", "hf_vocabswap.cli", "push", str(out), "user/uk-lapt"],
+                              env=hub_env(hub, tmp_path, token=token), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        pushed = set(hub.repos["user/uk-lapt"].commits[-1]["files"])
+    assert pushed - {".gitattributes"} == files  # .gitattributes: the new repo's own first commit
+
+    (out / RECORD_FILE).unlink()  # a trained folder whose record was deleted: the error names it
+    with pytest.raises(NotAnOutputFolderError, match=RECORD_FILE):
+        check_output_folder(out)

@@ -294,7 +294,7 @@ def prepare_bundle(cfg: BenchConfig, *, methods: str | None, bundle: Path, workd
     model, source_tok, source_desc = load_source(cfg, gguf=gguf, source=source)
     logger.info("training a %d-token target tokenizer on %d characters", cfg.vocab_size, sum(map(len, train)))
     t0 = time.perf_counter()
-    target_tok = train_tokenizer(source_tok, train, cfg.vocab_size, show_progress=False)
+    target_tok = train_tokenizer(source_tok, train, cfg.vocab_size, progress=False)
     tokenizer_seconds = time.perf_counter() - t0
     res = Resources(train, target_tok, workdir, cfg)
     for fname, texts in (("train.txt.gz", train), ("heldout.txt.gz", heldout)):

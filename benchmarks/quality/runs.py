@@ -402,7 +402,7 @@ def run_in_process(cfg: BenchConfig, *, methods: str | None, out_dir: Path, work
     model, source_tok, source_desc = load_source(cfg, gguf=gguf, source=source)
     model.eval()
     logger.info("training a %d-token target tokenizer on %d characters", cfg.vocab_size, sum(map(len, train)))
-    target_tok = train_tokenizer(source_tok, train, cfg.vocab_size, show_progress=False)
+    target_tok = train_tokenizer(source_tok, train, cfg.vocab_size, progress=False)
     results = new_results(cfg, source_desc, target_description(target_tok, cfg), train, heldout)
     res = Resources(train, target_tok, workdir, cfg)
     names = select_methods(methods)

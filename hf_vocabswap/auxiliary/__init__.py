@@ -13,7 +13,9 @@ from .fasttext import (
     fasttext_cache_path,
     load_fasttext,
     token_fasttext,
+    token_fasttext_file,
     train_fasttext,
+    train_fasttext_file,
     write_token_corpus,
 )
 
@@ -24,6 +26,8 @@ __all__ = [
     "fasttext_cache_path",
     "load_fasttext",
     "token_fasttext",
+    "token_fasttext_file",
     "train_fasttext",
+    "train_fasttext_file",
     "write_token_corpus",
 ]

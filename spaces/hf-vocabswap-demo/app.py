@@ -736,7 +736,7 @@ def adapt(source, target_mode, target, corpus_file, vocab_size, method, progress
             if size < 100:
                 raise DemoError("The vocabulary size must be at least 100.")
             progress(0.2, desc=f"training a {size:,}-token tokenizer")
-            target_tok = train_tokenizer(bundle.tokenizer, corpus, size, show_progress=False)
+            target_tok = train_tokenizer(bundle.tokenizer, corpus, size, progress=False)
         else:
             progress(0.2, desc="loading the target tokenizer")
             try:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from ...progress import progress_bar
 
 
 def sparsemax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -148,8 +149,8 @@ def sparsemax_mixing(
     counts = np.zeros(n, dtype=np.int64)
     all_cols, all_weights = [], []
     windows: tuple[int, ...] = (32, 1024)
-    for start in tqdm(
-        range(0, n, step), desc="hf_vocabswap: FOCUS sparsemax", unit=" blocks", disable=not progress, leave=False
+    for start in progress_bar(
+        range(0, n, step), group="method", desc="hf_vocabswap: FOCUS sparsemax", unit=" blocks", enabled=progress
     ):
         block = normalize_rows(q[start : start + step].to(device=device, dtype=dtype))
         scores = block @ keys_n

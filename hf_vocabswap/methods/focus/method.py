@@ -36,7 +36,7 @@ import string
 import numpy as np
 import torch
 
-from ...auxiliary.fasttext import FASTTEXT_SEPARATORS, FastTextAuxiliary, FastTextParams, token_fasttext
+from ...auxiliary.fasttext import FASTTEXT_SEPARATORS, FastTextAuxiliary, FastTextParams, token_fasttext_file
 from ...errors import CorpusError, NoOverlapError
 from ...vocab import MATCH_EXACT, CanonicalForm, decode_each
 from ...plan import RANDOM, MixingPlan, PlanBuilder
@@ -111,7 +111,7 @@ class FOCUS(Method):
         cfg = self.config
         info: dict = {"auxiliary": cfg.auxiliary}
         if cfg.fasttext_model is not None:
-            aux = FastTextAuxiliary(cfg.fasttext_model)
+            aux = FastTextAuxiliary(cfg.fasttext_model, cache_dir=cfg.cache_dir)
             aux.check_dimension(cfg.dim)
             if cfg.auxiliary == "token":
                 info["fasttext_token_share"] = round(aux.check_token_level(ctx.target_tokenizer), 4)
@@ -133,14 +133,14 @@ class FOCUS(Method):
                 maxn=cfg.maxn,
                 bucket=cfg.bucket,
             )
-            model, path = token_fasttext(
+            path = token_fasttext_file(
                 ctx.corpus, ctx.target_tokenizer, params, cache_dir=cfg.cache_dir, threads=cfg.threads, progress=cfg.progress
             )
-            aux = FastTextAuxiliary(model, description=str(path))
+            aux = FastTextAuxiliary(path, cache_dir=cfg.cache_dir)
             info["fasttext_model"] = str(path)
             info["fasttext_min_count"] = params.min_count
         info["fasttext_dim"] = aux.dim
-        info["fasttext_words"] = len(aux.word_ids)
+        info["fasttext_words"] = aux.num_words
         return aux, info
 
     # -- the plan ---------------------------------------------------------------------------
