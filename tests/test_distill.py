@@ -14,6 +14,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForMaskedLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from hf_vocabswap import assets
+from hf_vocabswap.cli import main
+from hf_vocabswap.record import CARD_FILE, read_record
+from hf_vocabswap.transplant import transplant_tokenizer
 from hf_vocabswap.corpus import first_chars
 from hf_vocabswap.distill import (
     TEACHER_KEYS, DistillCollator, DistillConfig, align_chunks, alm_loss, chunk_scores, resolve_teacher,
@@ -277,3 +280,23 @@ def test_bad_teachers_are_refused(bpe, texts, tmp_path):
     with pytest.raises(TokenizerError, match=r"turns \d+\.\d% of the corpus"):
         continue_pretraining(student, texts, teacher=tiny(english), teacher_tokenizer=english, **run)
     assert not (tmp_path / "x").exists(), "nothing written"
+
+
+def test_cli_distills_a_transplant_from_its_recorded_source(bpe, texts, heldout, tmp_path):
+    """hf-vocabswap train OUT --teacher source: the parent recorded in vocabswap.json teaches; the
+    history, the record's training section and the card say so."""
+    parent = tmp_path / "parent"
+    tiny(bpe).save_pretrained(parent)
+    bpe.save_pretrained(parent)
+    folder = transplant_tokenizer(str(parent), _bytelevel(texts, 800), "fvt").save_pretrained(tmp_path / "uk")
+    train_file, held_file = assets.write_texts(texts, tmp_path / "train.txt"), assets.write_texts(heldout, tmp_path / "held.txt")
+    out = tmp_path / "distilled"
+    assert main(["-q", "train", str(folder), "--text", str(train_file), "--eval-text", str(held_file), "--out", str(out),
+                 "--steps", "10", "--batch-size", "4", "--seq-length", str(SEQ), "--eval-steps", "5", "--warmup-steps", "1",
+                 "--teacher", "source", "--distill-temperature", "50"]) == 0
+    history = json.loads((out / HISTORY_FILE).read_text())
+    assert history["teacher"]["name"] == str(parent) and history["teacher"]["options"]["temperature"] == 50
+    assert history["train_log"] and all(e["distill_loss"] > 0 for e in history["train_log"])
+    assert read_record(out).training["teacher"]["name"] == str(parent)
+    card = (out / CARD_FILE).read_text()
+    assert "Distilled from `parent` across tokenizers" in card, card
