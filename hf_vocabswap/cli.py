@@ -55,7 +55,8 @@ from .space import push_space, space_app_dir
 from .summary import report_summary
 from .tokenizer_training import check_trained_tokenizer, train_tokenizer
 from .frontier import FrontierConfig, choice_lines, frontier, markdown_table
-from .train import continue_pretraining
+from .distill import DistillConfig
+from .train import TrainConfig, continue_pretraining
 from .transplant import DEFAULT_METHOD, transplant_tokenizer
 
 logger = logging.getLogger("hf_vocabswap")
@@ -304,9 +305,19 @@ def cmd_train(args) -> int:
         bf16=args.bf16,
         load_best_model_at_end=args.load_best,
         early_stopping_patience=args.early_stopping_patience,
+        **_teacher_args(args),
     )
     print(json.dumps(summary, indent=1, default=str))
     return 0
+
+
+def _teacher_args(args) -> dict:
+    """``continue_pretraining``'s teacher keywords from ``--teacher``, ``--teacher-tokenizer`` and the distillation options."""
+    if not args.teacher:
+        return {}
+    values = {f.name: getattr(args, f"cfg_{f.name}") for f in dataclasses.fields(DistillConfig)}
+    return {"teacher": True if args.teacher == "source" else args.teacher, "teacher_tokenizer": args.teacher_tokenizer,
+            "distill": DistillConfig(**values)}
 
 
 def cmd_frontier(args) -> int:
@@ -323,14 +334,14 @@ def cmd_frontier(args) -> int:
     return 0
 
 
-def add_config_options(p: argparse.ArgumentParser, cls, *, skip=(), title: str = "options") -> None:
-    """One ``--flag`` per field of a config dataclass, with its type, default and help (dest ``cfg_<field>``)."""
+def add_config_options(p: argparse.ArgumentParser, cls, *, skip=(), title: str = "options", prefix: str = "") -> None:
+    """One ``--<prefix><field>`` flag per field of a config dataclass, with its type, default and help (dest ``cfg_<field>``)."""
     group = p.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        flag, annotation = "--" + f.name.replace("_", "-"), hints[f.name]
+        flag, annotation = "--" + prefix + f.name.replace("_", "-"), hints[f.name]
         kwargs = {"dest": f"cfg_{f.name}", "default": f.default_factory() if f.default is dataclasses.MISSING else f.default,
                   "help": f.metadata.get("help", "")}
         if annotation is bool:
@@ -415,7 +426,7 @@ def _train_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (default: off)")
     p.add_argument("--heldout", help="a held-out text file to check the tokenizer on (default: none)")
 
-    d = lambda name: library_default(continue_pretraining, name)  # noqa: E731
+    d = lambda name: library_default(TrainConfig, name)  # noqa: E731
     p = sub.add_parser("train", help="continued pretraining (LAPT) on target-language text", formatter_class=_HelpFormatter)
     p.add_argument("model", help="model folder (an hf-vocabswap output or any Hugging Face model folder) or Hub id")
     p.add_argument("--text", required=True, help="training text file")
@@ -436,6 +447,10 @@ def _train_parsers(sub) -> None:
     p.add_argument("--load-best", action="store_true",
                    help="keep the checkpoint with the best held-out bits per character (default: off)")
     p.add_argument("--early-stopping-patience", type=int, help="stop after N evaluations without improvement (default: off)")
+    p.add_argument("--teacher", help="distill from this causal LM across tokenizers (ALM): a Hub id, folder or .gguf file, "
+                   "or 'source' for the source model recorded in MODEL's vocabswap.json (default: no distillation)")
+    p.add_argument("--teacher-tokenizer", help="the teacher's tokenizer (default: the teacher's own)")
+    add_config_options(p, DistillConfig, prefix="distill-", title="distillation options (with --teacher)")
 
 
 def _evaluate_parser(sub) -> None:

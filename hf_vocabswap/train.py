@@ -22,12 +22,14 @@ character evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,7 +37,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .card import write_model_card
 from .corpus import Corpus, first_chars
-from .errors import CorpusError, ModelError, OutputExistsError
+from .distill import TEACHER_KEYS, BlockText, DistillCollator, DistillConfig, Teacher, resolve_teacher
+from .errors import CorpusError, ModelError, OutputExistsError, TokenizerError
 from .record import RECORD_FILE, TransplantReport, read_record
 from .evaluate import bits_per_character, causal_prefix, load_model_and_tokenizer, max_sequence_length, special_template
 from .surgery import model_kind
@@ -44,9 +47,10 @@ from .progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["continue_pretraining", "pack_texts", "embedding_parameters", "HISTORY_FILE"]
+__all__ = ["continue_pretraining", "TrainConfig", "pack_texts", "pack_texts_with_text", "embedding_parameters", "HISTORY_FILE"]
 
 HISTORY_FILE = "lapt_history.json"
+CONTEXT_CHARS = 64  # characters before a block's first piece that the teacher tokenizes with it, then drops
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,17 +127,89 @@ def _ids(tokenizer, *attrs) -> list[int]:
     return []
 
 
-class _Blocks(torch.utils.data.Dataset):
-    """Fixed-length token blocks; items are 1-D id tensors (the collator stacks them)."""
+def pack_texts_with_text(tokenizer, texts, seq_length: int, *, progress: bool = False) -> tuple[torch.Tensor, list[BlockText]]:
+    """The causal blocks of :func:`pack_texts` (the same ids) and the characters of each block.
 
-    def __init__(self, blocks: torch.Tensor):
+    Every block's :class:`~hf_vocabswap.distill.BlockText` holds the pieces of the documents it
+    covers and the student's token offsets into them, so that a teacher can tokenize the same
+    characters. Characters no token covers (whitespace a tokenizer drops) go with the token after
+    them; the prefix and the eos between documents are zero-width.
+
+    Raises:
+        TokenizerError: the tokenizer is not a fast one (character offsets are needed).
+        CorpusError: the text does not fill a single block.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise TokenizerError(f"Distillation needs character offsets: {type(tokenizer).__name__} is not a fast tokenizer. Pass a fast one.")
+    prefix, joiner = causal_prefix(tokenizer), _ids(tokenizer, "eos_token_id")
+    room = seq_length - len(prefix)
+    if room < 1:
+        raise ModelError(f"seq_length={seq_length} leaves no room for text next to the special tokens {prefix}.")
+    docs: list[str] = []
+    stream: list[tuple[int, int, int, int]] = []  # (id, doc, start, end); doc -1 for the joiner
+    for text in progress_bar(texts, group="train", desc="hf_vocabswap: tokenizing training text", unit=" texts", enabled=progress):
+        docs.append(text)
+    for first in range(0, len(docs), 1000):
+        enc = tokenizer(docs[first : first + 1000], add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        for k, (ids, offsets) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
+            stream.extend((i, first + k, s, e) for i, (s, e) in zip(ids, offsets))
+            stream.extend((j, -1, 0, 0) for j in joiner)
+    n_blocks = len(stream) // room
+    if n_blocks == 0:
+        raise CorpusError(f"The training text holds {len(stream)} tokens, fewer than one block of {room}: give more text or a smaller seq_length.")
+    body = torch.tensor([t[0] for t in stream[: n_blocks * room]], dtype=torch.long).view(n_blocks, room)
+    blocks = torch.cat([torch.tensor(prefix, dtype=torch.long).expand(n_blocks, -1), body], dim=1) if prefix else body
+    texts_of = [_block_text(docs, stream, b * room, (b + 1) * room, len(prefix)) for b in range(n_blocks)]
+    return blocks.contiguous(), texts_of
+
+
+def _block_text(docs: list[str], stream, lo: int, hi: int, n_prefix: int) -> BlockText:
+    """The characters of ``stream[lo:hi]``: one piece per document, from the end of the document's
+    previous token (its start for the first) to the end of its last token in the block, with up to
+    ``CONTEXT_CHARS`` characters of the document before it (so a teacher tokenizes a piece that starts
+    mid-document as a continuation, not as a new text)."""
+    segments: list[str] = []
+    contexts: list[str] = []
+    offsets: list[tuple[int, int]] = [(0, 0)] * n_prefix
+    base, doc, seg_start, prev_end = 0, None, 0, 0
+
+    def close():
+        if doc is not None:
+            segments.append(docs[doc][seg_start:prev_end])
+            contexts.append(docs[doc][max(0, seg_start - CONTEXT_CHARS):seg_start])
+
+    for i in range(lo, hi):
+        _, d, s, e = stream[i]
+        if d < 0:
+            offsets.append((base + prev_end - seg_start,) * 2 if doc is not None else (base, base))
+            continue
+        if d != doc:
+            close()
+            base += prev_end - seg_start if doc is not None else 0
+            previous = stream[i - 1] if i > 0 else None
+            seg_start = previous[3] if previous is not None and previous[1] == d else 0
+            doc, prev_end = d, seg_start
+        # a gap before the token joins it; a byte piece of a character the previous block's token ended becomes zero-width
+        start, end = max(min(s, prev_end), seg_start), max(e, prev_end)
+        offsets.append((base + start - seg_start, base + end - seg_start))
+        prev_end = end
+    close()
+    return BlockText(segments, offsets, contexts)
+
+
+class _Blocks(torch.utils.data.Dataset):
+    """Fixed-length token blocks; items are 1-D id tensors, or ``{"input_ids", "block"}`` when
+    ``indexed`` (the distillation collator finds each block's text by its index)."""
+
+    def __init__(self, blocks: torch.Tensor, indexed: bool = False):
         self.blocks = blocks
+        self.indexed = indexed
 
     def __len__(self) -> int:
         return self.blocks.shape[0]
 
     def __getitem__(self, i):
-        return self.blocks[i]
+        return {"input_ids": self.blocks[i], "block": i} if self.indexed else self.blocks[i]
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,8 +247,12 @@ def _make_trainer_class():
         weight decay, no optimizer state) until the body is released.
         """
 
-        def __init__(self, *args, bpc_texts=None, bpc_options=None, embeddings_only_steps: int = 0, **kwargs):
+        def __init__(self, *args, bpc_texts=None, bpc_options=None, embeddings_only_steps: int = 0, teacher: Teacher | None = None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.teacher = teacher
+            if teacher is not None:
+                teacher.model.to(self.args.device)
+            self._distill_losses: list[float] = []
             self.bpc_texts = bpc_texts
             self.bpc_options = bpc_options or {}
             self.embeddings_only_steps = embeddings_only_steps
@@ -190,6 +270,18 @@ def _make_trainer_class():
                 logger.info("step %d: embeddings-only phase over, training the whole model", self.state.global_step)
             return loss
 
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.teacher is None or "teacher_input_ids" not in inputs:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            loss, outputs, distill_loss = _distilled_loss(self, model, inputs, num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            if "loss" in logs and self._distill_losses:
+                logs["distill_loss"] = round(sum(self._distill_losses) / len(self._distill_losses), 6)
+                self._distill_losses.clear()
+            super().log(logs, *args, **kwargs)
+
         def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
             output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
             if self.bpc_texts:
@@ -200,16 +292,105 @@ def _make_trainer_class():
     return LaptTrainer
 
 
+def _distilled_loss(trainer, model, inputs, num_items_in_batch):
+    """The student's own loss (weighted) plus the ALM loss against the teacher; records the latter for the log."""
+    cfg = trainer.teacher.config
+    extra = {k: inputs.pop(k) for k in TEACHER_KEYS}
+    if cfg.hidden_weight > 0:
+        inputs["output_hidden_states"] = True
+    lm_loss, outputs = super(type(trainer), trainer).compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+    distill_loss = trainer.teacher.loss(outputs, inputs["input_ids"], extra)
+    trainer._distill_losses.append(float(distill_loss.detach()))
+    scale = 1.0
+    if trainer.model_accepts_loss_kwargs and num_items_in_batch is not None:
+        scale = 1.0 / trainer.current_gradient_accumulation_steps  # the LM loss is already scaled for accumulation
+    return cfg.lm_weight * lm_loss + cfg.weight * scale * distill_loss, outputs, distill_loss
+
+
 # ---------------------------------------------------------------------------------------
 # The public function
 # ---------------------------------------------------------------------------------------
 
 
-def _check_counts(seq_length, max_steps, batch_size, eval_steps, logging_steps, gradient_accumulation_steps, eval_batch_size):
+@dataclass
+class TrainConfig:
+    """Every option of a continued-pretraining run (:func:`continue_pretraining`); fields of the same
+    name given to :func:`continue_pretraining` as keywords override a config's.
+
+    Attributes:
+        max_steps (`int`, defaults to 100): optimizer steps in total (counting steps done before a resume).
+        batch_size (`int`, defaults to 8): blocks per device per micro-batch.
+        gradient_accumulation_steps (`int`, defaults to 1): micro-batches per optimizer step.
+        learning_rate (`float`, defaults to 5e-5): peak learning rate.
+        warmup_steps (`int`, defaults to 50): steps of linear warm-up from 0.
+        weight_decay (`float`, defaults to 0.0): AdamW's decoupled weight decay (not applied
+            to biases and LayerNorm weights).
+        seq_length (`int`, defaults to 512): tokens per block, special tokens included; at most
+            the model's position limit.
+        eval_steps (`int`, defaults to 50): evaluate every this many steps.
+        save_steps (`int`, optional): save a checkpoint every this many steps; defaults to ``eval_steps``.
+        save_total_limit (`int`, optional): keep at most this many checkpoints (the best one is always kept).
+        logging_steps (`int`, defaults to 10): log the training loss every this many steps.
+        embeddings_only_steps (`int`, defaults to 0): length of the embeddings-only first phase,
+            in optimizer steps.
+        mlm_probability (`float`, defaults to 0.15): masking rate of the masked-LM objective (and
+            of the bpc evaluation's groups).
+        seed (`int`, defaults to 42): seeds initialization of the data order, masking and dropout.
+        bf16 (`bool`, defaults to False): train under bfloat16 autocast (weights stay float32; on a
+            machine without an accelerator this runs on the CPU). The evaluations (and a teacher)
+            run under the same autocast, so their bits per character differ slightly from a
+            float32 evaluation of the saved model.
+        load_best_model_at_end (`bool`, defaults to False): save the best evaluated checkpoint
+            (lowest ``eval_bpc``) as the final model instead of the last one. Needs ``eval_texts``
+            and ``save_steps`` a multiple of ``eval_steps``.
+        early_stopping_patience (`int`, optional): stop after this many evaluations without
+            improvement of ``eval_bpc``. Implies ``load_best_model_at_end=True``.
+        eval_max_chars (`int`, optional): evaluate on whole held-out samples up to this many characters.
+        eval_batch_size (`int`, optional): batch size of the evaluations; defaults to ``batch_size``.
+        task (`str`, optional): "masked" or "causal" to force the Auto class when loading by name.
+        report_to (`str`, defaults to "none"): experiment trackers for the Trainer ("tensorboard", "wandb", "all", ...).
+        training_args (`dict`, optional): further :class:`~transformers.TrainingArguments` fields;
+            they override the values derived from the fields above.
+    """
+
+    max_steps: int = 100
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-5
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    seq_length: int = 512
+    eval_steps: int = 50
+    save_steps: int | None = None
+    save_total_limit: int | None = None
+    logging_steps: int = 10
+    embeddings_only_steps: int = 0
+    mlm_probability: float = 0.15
+    seed: int = 42
+    bf16: bool = False
+    load_best_model_at_end: bool = False
+    early_stopping_patience: int | None = None
+    eval_max_chars: int | None = None
+    eval_batch_size: int | None = None
+    task: str | None = None
+    report_to: str = "none"
+    training_args: dict | None = None
+
+
+def _resolve_config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
+    """``config`` (or the defaults) with the keyword ``overrides``; unknown names are refused."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"continue_pretraining() got unknown option(s) {unknown}; the options are TrainConfig's fields: {sorted(names)}")
+    return dataclasses.replace(config or TrainConfig(), **overrides)
+
+
+def _check_counts(cfg: TrainConfig) -> None:
     """Refuse step counts and batch sizes below 1 and blocks below 2 tokens, before anything is loaded."""
-    check_at_least(1, max_steps=max_steps, batch_size=batch_size, eval_steps=eval_steps, logging_steps=logging_steps,
-                   gradient_accumulation_steps=gradient_accumulation_steps, eval_batch_size=eval_batch_size)
-    check_at_least(2, seq_length=seq_length)
+    check_at_least(1, max_steps=cfg.max_steps, batch_size=cfg.batch_size, eval_steps=cfg.eval_steps, logging_steps=cfg.logging_steps,
+                   gradient_accumulation_steps=cfg.gradient_accumulation_steps, eval_batch_size=cfg.eval_batch_size)
+    check_at_least(2, seq_length=cfg.seq_length)
 
 
 def continue_pretraining(
@@ -219,34 +400,18 @@ def continue_pretraining(
     output_dir: str | os.PathLike,
     tokenizer=None,
     eval_texts=None,
-    max_steps: int = 100,
-    batch_size: int = 8,
-    gradient_accumulation_steps: int = 1,
-    learning_rate: float = 5e-5,
-    warmup_steps: int = 50,
-    weight_decay: float = 0.0,
-    seq_length: int = 512,
-    eval_steps: int = 50,
-    save_steps: int | None = None,
-    save_total_limit: int | None = None,
-    logging_steps: int = 10,
-    embeddings_only_steps: int = 0,
-    mlm_probability: float = 0.15,
-    seed: int = 42,
+    config: TrainConfig | None = None,
+    teacher=None,
+    teacher_tokenizer=None,
+    distill: DistillConfig | None = None,
     resume: bool | str = False,
     overwrite: bool = False,
-    bf16: bool = False,
-    load_best_model_at_end: bool = False,
-    early_stopping_patience: int | None = None,
-    eval_max_chars: int | None = None,
-    eval_batch_size: int | None = None,
-    task: str | None = None,
-    report_to: str = "none",
     progress: bool = True,
     callbacks: list | None = None,
-    training_args: dict | None = None,
+    **overrides,
 ) -> dict:
-    """Continue pretraining a (transplanted) model on target-language text (LAPT).
+    """Continue pretraining a (transplanted) model on target-language text (LAPT), optionally
+    distilling from a teacher with another tokenizer (ALM, :mod:`hf_vocabswap.distill`).
 
     The objective follows the model (:func:`hf_vocabswap.surgery.model_kind`): masked LMs
     train with ``DataCollatorForLanguageModeling(mlm=True)`` (``mlm_probability`` masked,
@@ -269,9 +434,18 @@ def continue_pretraining(
     are updated (see :func:`embedding_parameters`); the body (every other parameter) is
     frozen, then released. The learning-rate schedule runs across both phases.
 
+    Distillation (causal student and teacher): every training block keeps its characters;
+    the teacher tokenizes the same characters, runs frozen, in eval mode, without gradient,
+    on the student's device under the same autocast, and the ALM loss on the chunks both
+    tokenizations share (weight ``distill.weight``) is added to the student's own
+    next-token loss (weight ``distill.lm_weight``). The log records ``distill_loss`` beside
+    ``loss``; evaluations stay the student's own loss and bits per character. The teacher is
+    not part of any checkpoint (give it again when resuming).
+
     At the end the final model (or, with ``load_best_model_at_end``, the best one) and its
     tokenizer are saved to ``output_dir``, loadable with the stock Auto classes, with
-    ``lapt_history.json``: the evaluation curve, the training losses and the summary.
+    ``lapt_history.json``: the evaluation curve, the training losses, the summary and, when
+    distilled, the ``teacher`` (name, tokenizer, options).
 
     Args:
         model_or_path (`PreTrainedModel`, `str` or `os.PathLike`):
@@ -288,67 +462,25 @@ def continue_pretraining(
         eval_texts (same types as ``train_texts_or_file``, *optional*):
             Held-out text for the evaluation curve. Without it nothing is evaluated, and
             overfitting cannot be seen.
-        max_steps (`int`, *optional*, defaults to 100):
-            Optimizer steps in total (counting steps done before a resume).
-        batch_size (`int`, *optional*, defaults to 8):
-            Blocks per device per micro-batch.
-        gradient_accumulation_steps (`int`, *optional*, defaults to 1):
-            Micro-batches per optimizer step.
-        learning_rate (`float`, *optional*, defaults to 5e-5):
-            Peak learning rate.
-        warmup_steps (`int`, *optional*, defaults to 50):
-            Steps of linear warm-up from 0.
-        weight_decay (`float`, *optional*, defaults to 0.0):
-            AdamW's decoupled weight decay (not applied to biases and LayerNorm weights).
-        seq_length (`int`, *optional*, defaults to 512):
-            Tokens per block, special tokens included; at most the model's position limit.
-        eval_steps (`int`, *optional*, defaults to 50):
-            Evaluate every this many steps.
-        save_steps (`int`, *optional*):
-            Save a checkpoint every this many steps; defaults to ``eval_steps``.
-        save_total_limit (`int`, *optional*):
-            Keep at most this many checkpoints (the best one is always kept).
-        logging_steps (`int`, *optional*, defaults to 10):
-            Log the training loss every this many steps.
-        embeddings_only_steps (`int`, *optional*, defaults to 0):
-            Length of the embeddings-only first phase, in optimizer steps.
-        mlm_probability (`float`, *optional*, defaults to 0.15):
-            Masking rate of the masked-LM objective (and of the bpc evaluation's groups).
-        seed (`int`, *optional*, defaults to 42):
-            Seeds initialization of the data order, masking and dropout.
+        config (:class:`TrainConfig`, *optional*):
+            The training options (defaults: ``TrainConfig()``).
+        teacher (`bool`, `str`, `os.PathLike` or `PreTrainedModel`, *optional*):
+            Distill from this causal LM: True or "source" for the source model recorded in
+            the adapted model's ``vocabswap.json``; a Hub id, folder or ``.gguf`` file; or a
+            model object (on the student's device; it is moved with the student).
+        teacher_tokenizer (*optional*): the teacher's tokenizer (default: found from the teacher).
+        distill (:class:`~hf_vocabswap.distill.DistillConfig`, *optional*): the distillation options.
         resume (`bool` or `str`, *optional*, defaults to False):
             True: continue from the newest ``checkpoint-*`` in ``output_dir`` (a warning
             and a fresh start when there is none and the folder is otherwise empty); a path:
             continue from that checkpoint.
         overwrite (`bool`, *optional*, defaults to False):
             Start afresh in a non-empty ``output_dir``, deleting its old checkpoints.
-        bf16 (`bool`, *optional*, defaults to False):
-            Train under bfloat16 autocast (weights stay float32; on a machine without an
-            accelerator this runs on the CPU). The evaluations run under the same
-            autocast, so their bits per character differ slightly from a float32
-            evaluation of the saved model.
-        load_best_model_at_end (`bool`, *optional*, defaults to False):
-            Save the best evaluated checkpoint (lowest ``eval_bpc``) as the final model
-            instead of the last one. Needs ``eval_texts`` and ``save_steps`` a multiple of
-            ``eval_steps``.
-        early_stopping_patience (`int`, *optional*):
-            Stop after this many evaluations without improvement of ``eval_bpc``. Implies
-            ``load_best_model_at_end=True``.
-        eval_max_chars (`int`, *optional*):
-            Evaluate on whole held-out samples up to this many characters.
-        eval_batch_size (`int`, *optional*):
-            Batch size of the evaluations; defaults to ``batch_size``.
-        task (`str`, *optional*):
-            "masked" or "causal" to force the Auto class when loading by name.
-        report_to (`str`, *optional*, defaults to "none"):
-            Experiment trackers for the Trainer ("tensorboard", "wandb", "all", ...).
-        progress (`bool`, *optional*, defaults to True):
-            Show progress bars.
+        progress (`bool`, *optional*, defaults to True): show progress bars.
         callbacks (`list[TrainerCallback]`, *optional*):
             Extra :class:`~transformers.TrainerCallback` objects for the Trainer.
-        training_args (`dict`, *optional*):
-            Further :class:`~transformers.TrainingArguments` fields; they override the
-            values derived from the arguments above.
+        **overrides: :class:`TrainConfig` fields (``max_steps=``, ``bf16=``, ...); they
+            override ``config``'s.
 
     Returns:
         `dict`: ``output_dir``, ``model_kind``, ``global_step``, ``resumed_from`` (the
@@ -357,7 +489,8 @@ def continue_pretraining(
         ``initial`` (the evaluation before the first step, if run), ``best_checkpoint``,
         ``final_model`` ("best" or "last"), ``history`` (the evaluation entries),
         ``train_loss`` (mean over this call), ``num_blocks``, ``num_train_tokens``,
-        ``epochs`` (passes over the packed data) and ``seconds``.
+        ``epochs`` (passes over the packed data), ``teacher`` (None or its description)
+        and ``seconds``.
 
     Raises:
         OutputExistsError: ``output_dir`` holds files, and neither ``resume`` nor
@@ -365,20 +498,25 @@ def continue_pretraining(
         CorpusError: the training text is missing or shorter than one block, or the best
             model / early stopping was asked for without ``eval_texts``.
         ModelError: the model is neither a masked nor a causal LM, or ``seq_length``
-            exceeds its position limit.
+            exceeds its position limit; with a teacher: student or teacher not causal, or
+            the teacher on another device.
+        PathNotFoundError: the teacher path does not exist.
+        TokenizerError: the teacher's tokenizer cannot encode the corpus (too many unknown tokens).
         FileNotFoundError: ``resume`` names a checkpoint that does not exist.
+        TypeError: an override that is not a :class:`TrainConfig` field.
         OptionValueError: a step count or batch size below 1, or ``seq_length`` below 2
             (before anything is loaded).
 
     Example:
         >>> from hf_vocabswap import transplant_tokenizer
-        >>> from hf_vocabswap.train import continue_pretraining
+        >>> from hf_vocabswap.train import continue_pretraining, TrainConfig
         >>> result = transplant_tokenizer("FacebookAI/xlm-roberta-base", "my-org/uk-32k", method="fvt")
         >>> summary = continue_pretraining(result, "uk_train.txt", output_dir="xlmr-uk-lapt",
-        ...                                eval_texts="uk_heldout.txt", max_steps=400, eval_steps=50)
+        ...                                eval_texts="uk_heldout.txt", config=TrainConfig(max_steps=400, eval_steps=50))
         >>> summary["best"], summary["last"]
     """
-    _check_counts(seq_length, max_steps, batch_size, eval_steps, logging_steps, gradient_accumulation_steps, eval_batch_size)
+    cfg = _resolve_config(config, overrides)
+    _check_counts(cfg)
     # lazy: the training stack pulls in accelerate, seconds at start-up; only training needs it
     from transformers import DataCollatorForLanguageModeling, EarlyStoppingCallback, TrainingArguments
 
@@ -386,84 +524,93 @@ def continue_pretraining(
     output = Path(output_dir)
     checkpoint = _checkpoint_to_resume(output, resume, overwrite)
     evaluate = eval_texts is not None
-    load_best_model_at_end = load_best_model_at_end or early_stopping_patience is not None
-    if load_best_model_at_end and not evaluate:
+    load_best = cfg.load_best_model_at_end or cfg.early_stopping_patience is not None
+    if load_best and not evaluate:
         raise CorpusError("load_best_model_at_end and early_stopping_patience need held-out text: pass eval_texts=...")
 
-    model, tok, kind = _load_trainable(model_or_path, tokenizer, task, seq_length)
-    blocks = pack_texts(tok, Corpus.coerce(train_texts_or_file), seq_length, kind=kind, progress=progress)
-    held_out = _held_out_texts(eval_texts, eval_max_chars) if evaluate else None
-    eval_blocks = _eval_blocks(tok, held_out, seq_length, kind) if evaluate else None
-    logger.info("packed %d training blocks of %d tokens (%d tokens)", blocks.shape[0], seq_length, blocks.numel())
+    model, tok, kind = _load_trainable(model_or_path, tokenizer, cfg.task, cfg.seq_length)
+    texts = Corpus.coerce(train_texts_or_file)
+    teach = None
+    if teacher is not None and teacher is not False:
+        teach = resolve_teacher(teacher, teacher_tokenizer, distill, model_or_path, model, tok, texts)
+        blocks, blocks_text = pack_texts_with_text(tok, texts, cfg.seq_length, progress=progress)
+        collator = DistillCollator(tok, teach.tokenizer, blocks_text)
+    else:
+        blocks = pack_texts(tok, texts, cfg.seq_length, kind=kind, progress=progress)
+        collator = DataCollatorForLanguageModeling(tok, mlm=kind == "masked", mlm_probability=cfg.mlm_probability)
+    held_out = _held_out_texts(eval_texts, cfg.eval_max_chars) if evaluate else None
+    eval_blocks = _eval_blocks(tok, held_out, cfg.seq_length, kind) if evaluate else None
+    logger.info("packed %d training blocks of %d tokens (%d tokens)", blocks.shape[0], cfg.seq_length, blocks.numel())
 
-    save_steps = save_steps or eval_steps
+    args = _training_arguments(cfg, output, evaluate, checkpoint is None, load_best, progress)
+    callbacks = list(callbacks or [])
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = _make_trainer_class()(
+        model=model,
+        args=TrainingArguments(**args),
+        train_dataset=_Blocks(blocks, indexed=teach is not None),
+        eval_dataset=_Blocks(eval_blocks) if eval_blocks is not None else None,
+        data_collator=collator,
+        processing_class=tok,
+        callbacks=callbacks,
+        bpc_texts=held_out,
+        bpc_options=dict(max_length=cfg.seq_length, batch_size=cfg.eval_batch_size or cfg.batch_size, mlm_probability=cfg.mlm_probability, seed=0),
+        embeddings_only_steps=cfg.embeddings_only_steps,
+        teacher=teach,
+    )
+    start_step, train_output = _train(trainer, checkpoint)
+
+    trainer.save_model(str(output))
+    trainer.save_state()
+    summary = _summary(trainer, kind, output, checkpoint, start_step, blocks, train_output, load_best)
+    summary["teacher"] = teach.describe() if teach is not None else None
+    summary["seconds"] = time.perf_counter() - started
+    if trainer.is_world_process_zero():
+        extra = {"seq_length": cfg.seq_length, "embeddings_only_steps": cfg.embeddings_only_steps, "mlm_probability": cfg.mlm_probability,
+                 "early_stopping_patience": cfg.early_stopping_patience}
+        arguments = _write_history(output, summary, trainer, args, extra)
+        _complete_output(output, model_or_path, summary, arguments)
+    _log_done(summary)
+    return summary
+
+
+def _training_arguments(cfg: TrainConfig, output: Path, evaluate: bool, fresh: bool, load_best: bool, progress: bool) -> dict:
+    """The :class:`~transformers.TrainingArguments` fields of a run."""
     args = dict(
         output_dir=str(output),
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=eval_batch_size or batch_size,
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        learning_rate=learning_rate,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
         lr_scheduler_type="linear",
         optim="adamw_torch",
         eval_strategy="steps" if evaluate else "no",
-        eval_steps=eval_steps if evaluate else None,
-        eval_on_start=evaluate and checkpoint is None,
+        eval_steps=cfg.eval_steps if evaluate else None,
+        eval_on_start=evaluate and fresh,
         save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=save_total_limit,
-        logging_steps=logging_steps,
-        seed=seed,
-        data_seed=seed,
-        bf16=bf16,
-        report_to=report_to,
+        save_steps=cfg.save_steps or cfg.eval_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.bf16,
+        report_to=cfg.report_to,
         disable_tqdm=not progress,
-        load_best_model_at_end=load_best_model_at_end,
+        load_best_model_at_end=load_best,
         metric_for_best_model="eval_bpc" if evaluate else None,
         greater_is_better=False if evaluate else None,
         remove_unused_columns=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=_has_accelerator(),
     )
-    if bf16 and not _has_accelerator():
+    if cfg.bf16 and not _has_accelerator():
         args["use_cpu"] = True  # bf16 autocast on CPU; the Trainer refuses it otherwise
-    args.update(training_args or {})
-    training_arguments = TrainingArguments(**args)
-
-    callbacks = list(callbacks or [])
-    if early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
-    trainer = _make_trainer_class()(
-        model=model,
-        args=training_arguments,
-        train_dataset=_Blocks(blocks),
-        eval_dataset=_Blocks(eval_blocks) if eval_blocks is not None else None,
-        data_collator=DataCollatorForLanguageModeling(tok, mlm=kind == "masked", mlm_probability=mlm_probability),
-        processing_class=tok,
-        callbacks=callbacks,
-        bpc_texts=held_out,
-        bpc_options=dict(
-            max_length=seq_length,
-            batch_size=eval_batch_size or batch_size,
-            mlm_probability=mlm_probability,
-            seed=0,
-        ),
-        embeddings_only_steps=embeddings_only_steps,
-    )
-    start_step, train_output = _train(trainer, checkpoint)
-
-    trainer.save_model(str(output))
-    trainer.save_state()
-    summary = _summary(trainer, kind, output, checkpoint, start_step, blocks, train_output, load_best_model_at_end)
-    summary["seconds"] = time.perf_counter() - started
-    if trainer.is_world_process_zero():
-        extra = {"seq_length": seq_length, "embeddings_only_steps": embeddings_only_steps, "mlm_probability": mlm_probability, "early_stopping_patience": early_stopping_patience}
-        arguments = _write_history(output, summary, trainer, args, extra)
-        _complete_output(output, model_or_path, summary, arguments)
-    _log_done(summary)
-    return summary
+    args.update(cfg.training_args or {})
+    return args
 
 
 def _load_trainable(model_or_path, tokenizer, task, seq_length: int):

@@ -111,11 +111,13 @@ def test_every_option_has_help_and_shows_its_default(command):
 
 
 def test_cli_defaults_are_the_library_defaults():
+    import dataclasses
     import inspect
 
     from hf_vocabswap.evaluate import evaluate_model
     from hf_vocabswap.quickstart import run_quickstart
-    from hf_vocabswap.train import continue_pretraining
+    from hf_vocabswap.distill import DistillConfig
+    from hf_vocabswap.train import TrainConfig
     from hf_vocabswap.transplant import transplant_tokenizer
 
     _, commands = _subparsers()
@@ -123,10 +125,15 @@ def test_cli_defaults_are_the_library_defaults():
                                                    "low_memory": "low_memory", "calibrate": "calibrate"}),
              ("evaluate", evaluate_model, {"max_length": "max_length", "batch_size": "batch_size", "max_chars": "max_chars"}),
              ("quickstart", run_quickstart, {"method": "method", "vocab_size": "vocab_size", "lapt_steps": "lapt_steps"}),
-             ("train", continue_pretraining, {"steps": "max_steps", "batch_size": "batch_size", "lr": "learning_rate",
+             ("train", DistillConfig, {f"cfg_{f}": f for f in ("weight", "lm_weight", "temperature", "debias", "debias_threshold")}),
+             ("train", TrainConfig, {"steps": "max_steps", "batch_size": "batch_size", "lr": "learning_rate",
                                               "warmup_steps": "warmup_steps", "seq_length": "seq_length",
                                               "eval_steps": "eval_steps", "seed": "seed",
                                               "embeddings_only_steps": "embeddings_only_steps"})]
+    from hf_vocabswap.train import continue_pretraining
+
+    assert not {f.name for f in dataclasses.fields(TrainConfig)} & set(inspect.signature(continue_pretraining).parameters), \
+        "TrainConfig is the one source of training defaults"
     for command, function, names in pairs:
         defaults = {a.dest: a.default for a in commands[command]._actions}
         for dest, parameter in names.items():

@@ -16,9 +16,9 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from hf_vocabswap import assets
-from hf_vocabswap.errors import OutputExistsError
+from hf_vocabswap.errors import OptionValueError, OutputExistsError
 from hf_vocabswap.evaluate import bits_per_character
-from hf_vocabswap.train import HISTORY_FILE, continue_pretraining, embedding_parameters, pack_texts
+from hf_vocabswap.train import HISTORY_FILE, TrainConfig, continue_pretraining, embedding_parameters, pack_texts
 from hf_vocabswap.transplant import transplant_tokenizer
 
 hf_logging.disable_progress_bar()
@@ -289,3 +289,16 @@ def test_a_trained_transplant_folder_is_complete_and_pushes(splade_path, train_t
     (out / RECORD_FILE).unlink()  # a trained folder whose record was deleted: the error names it
     with pytest.raises(NotAnOutputFolderError, match=RECORD_FILE):
         check_output_folder(out)
+
+
+def test_train_config_and_keyword_overrides(tmp_path):
+    """config= holds the options, keywords of the same name override them, other names are refused;
+    all before anything is loaded (the model path does not exist)."""
+    missing = str(tmp_path / "no-model")
+    with pytest.raises(OptionValueError, match="batch_size must be at least 1"):
+        continue_pretraining(missing, ["x"], output_dir=tmp_path / "o", config=TrainConfig(batch_size=0))
+    with pytest.raises(OptionValueError, match="max_steps must be at least 1"):
+        continue_pretraining(missing, ["x"], output_dir=tmp_path / "o", config=TrainConfig(batch_size=0), batch_size=4, max_steps=0)
+    with pytest.raises(TypeError, match="unknown option.*max_step"):
+        continue_pretraining(missing, ["x"], output_dir=tmp_path / "o", max_step=3)
+    assert not (tmp_path / "o").exists()
