@@ -20,6 +20,9 @@ token of related sound or meaning, a better start than single characters or a ra
 3. A romanizer that returns nothing usable (empty, only spaces, or the text unchanged) for a token
    leaves that token to the method's usual rule; the report counts them.
 
+Off by default: on the English splade-tiny to 8k Ukrainian (and to 8k Chinese) it made zero-shot
+and post-LAPT bits per character worse, beyond the seed spread (benchmarks/results/romanize_cpu.md).
+
 Romanizers are pluggable: any function ``str -> str`` (:class:`Romanizer` wraps it with a
 per-token cache); ``True`` means uroman, installed with ``pip install 'hf-vocabswap[romanize]'``.
 """
@@ -46,7 +49,10 @@ ROMANIZE_DEFAULT = False
 # multi-character source pieces.
 POOR_COVERAGE = 0.5
 # First words of Unicode character names that are not scripts, and names spelled otherwise.
-_NOT_SCRIPTS = frozenset({"COMBINING", "MODIFIER", "FULLWIDTH", "HALFWIDTH", "SMALL", "CIRCLED", "PARENTHESIZED"})
+_NOT_SCRIPTS = frozenset({
+    "COMBINING", "MODIFIER", "FULLWIDTH", "HALFWIDTH", "SMALL", "CIRCLED", "PARENTHESIZED", "SUPERSCRIPT", "SUBSCRIPT",
+    "DOUBLE-STRUCK", "MATHEMATICAL", "BLACK-LETTER", "SCRIPT", "NEGATIVE", "SQUARED",
+})
 _SCRIPT_NAMES = {"CJK": "Han", "KANGXI": "Han", "IDEOGRAPHIC": "Han"}
 
 

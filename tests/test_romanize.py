@@ -206,3 +206,20 @@ def test_card_mentions_romanized_matches(model, pair, tmp_path):
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "Romanization: " in card and "match a source token by romanization" in card
     assert "romanized " not in card.split("matched by", 1)[-1].split(".", 1)[0]  # not counted as overlap
+
+
+# ------------------------------------------------------------------------------ the benchmark's verdict
+def test_benchmark_verdict_needs_a_gain_beyond_noise():
+    from benchmarks.romanize import summarize, verdict  # lazy: the benchmark package is only needed here
+
+    def variant(zero, last):
+        return {"summary": summarize([{"zero_shot_bpc": z, "last_bpc": x} for z, x in zip(zero, last)])}
+
+    case = {"variants": {"auto": variant([3.25, 3.20], [3.00, 3.01]), "auto+romanize": variant([3.05, 3.06], [3.00, 3.00]),
+                         "fvt": variant([3.60, 3.61], [3.07, 3.07]), "fvt+romanize": variant([3.59, 3.60], [3.07, 3.08])}}
+    rows = verdict(case)
+    assert rows["auto"]["zero_shot_noise"] == pytest.approx(0.05)
+    assert rows["auto"]["helps"]  # 0.17 lower, more than twice the 0.05 spread, and no worse after LAPT
+    assert not rows["fvt"]["helps"]  # 0.01 lower: within twice the noise
+    case["variants"]["auto+romanize"] = variant([3.05, 3.06], [3.10, 3.11])
+    assert not verdict(case)["auto"]["helps"]  # worse after LAPT
