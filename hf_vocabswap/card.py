@@ -49,7 +49,7 @@ from .errors import CardError, CorpusError, NotAnOutputFolderError, UnknownMetho
 from .evaluate import tokenizer_stats
 from .loading import folder_weights_sha256
 from .methods import get_method
-from .record import CARD_FILE, RECORD_FILE, read_record
+from .record import CARD_FILE, RECORD_FILE, read_record, romanization_line
 from .summary import changed_options, flat_stats, format_value, is_local_path, public_name
 
 logger = logging.getLogger(__name__)
@@ -799,7 +799,11 @@ def _template_vars(facts: CardFacts, info: CardInfo, stats: dict, header: dict, 
         option_rows=option_rows(facts),
         stat_rows=method_stat_rows(facts),
         calibration=_calibration_line(facts.method_stats),
-        matched_by=", ".join(f"{k} {v}" for k, v in (facts.alignment.get("matched_by") or {}).items() if v and k != "none"),
+        # Romanized matches are no overlap: the card says them in their own sentence.
+        matched_by=", ".join(
+            f"{k} {v}" for k, v in (facts.alignment.get("matched_by") or {}).items() if v and k not in ("none", "romanized")
+        ),
+        romanization=romanization_line(facts.alignment["romanization"]) if facts.alignment.get("romanization") else "",
         overlap_share=f"{100 * facts.overlap / total:.1f}%",
         count_rows=[
             (name, facts.counts.get(name, 0), f"{100 * facts.counts.get(name, 0) / total:.1f}%")

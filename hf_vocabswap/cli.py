@@ -193,6 +193,7 @@ def cmd_transplant(args, table) -> int:
             calibrate=args.calibrate,
             allow_mismatch=args.allow_mismatch,
             language=language,
+            romanize=args.romanize,
             **options,
         )
         out = result.save_pretrained(args.out, claim=claim)
@@ -405,6 +406,9 @@ def _transplant_parser(sub, table) -> None:
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=library_default(transplant_tokenizer, "calibrate"),
                    help="shift the new tokens' output scores so the model predicts each as often as the corpus uses it "
                    "(causal, masked and seq2seq LMs; needs --corpus; default: on for hybrid, off for the other methods)")
+    p.add_argument("--romanize", action=argparse.BooleanOptionalAction, default=library_default(transplant_tokenizer, "romanize"),
+                   help="split new tokens in scripts the source covers poorly in their romanized form (uroman; "
+                   "pip install 'hf-vocabswap[romanize]') and use romanized matches as extra anchors (default: %(default)s)")
     _add_common_transplant_args(p)
     _add_method_options(p, table)
 

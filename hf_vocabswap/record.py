@@ -143,6 +143,9 @@ class TransplantReport:
         for name in ("copied", "combined", "random", "mean"):
             n = self.counts.get(name, 0)
             lines.append(f"  {name + ':':<18}{n:>8}  ({100 * n / max(total, 1):5.1f}%)")
+        roman = self.alignment.get("romanization")
+        if roman:
+            lines.append(f"  romanization:     {romanization_line(roman)}")
         if self.method_stats:
             lines.append(f"  method stats:     {json.dumps(self.method_stats, ensure_ascii=False)}")
         lines.append(f"  embedding rows:   {self.surgery.get('rows')}  tied head: {self.surgery.get('tied')}  time: {self.seconds:.1f}s")
@@ -245,3 +248,15 @@ def _check_safetensors(folder: Path, files: list[Path]) -> None:
                 f.keys()
         except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
             raise NotAnOutputFolderError(folder, [str(rel)], f"{rel} is truncated or damaged ({e})") from None
+
+
+def romanization_line(roman: dict) -> str:
+    """What romanization did, in one line (the report and the model card say it so)."""
+    scripts = ", ".join(
+        f"{s} ({100 * roman['coverage'][s]['covered']:.0f}% covered)" for s in roman.get("poor_scripts", ())
+    ) or "none"
+    left = roman.get("empty", 0) + roman.get("unsegmented", 0)
+    return (
+        f"{roman.get('romanized', 0)} new tokens romanized by {roman.get('romanizer')} (scripts the source covers poorly: "
+        f"{scripts}); {roman.get('matched', 0)} match a source token by romanization; {left} left to the method's own rule"
+    )

@@ -52,7 +52,7 @@ class TransplantResult:
                 nearest spellings that are).
         """
         if isinstance(token, int):
-            return self.plan.explain(token, self.tokenizer, self.source_tokenizer, top=top)
+            return self.plan.explain(token, self.tokenizer, self.source_tokenizer, top=top) + self._romanized_note(token)
         vocab = self.tokenizer.get_vocab()
         if token not in vocab:
             near = difflib.get_close_matches(token, list(vocab), n=5, cutoff=0.5)
@@ -61,7 +61,19 @@ class TransplantResult:
                 f"{token!r} is not a token of the target vocabulary, so no row was made for it.{hint} "
                 "Pass a token as the target tokenizer spells it (tokenizer.tokenize(text) shows the pieces) or its id."
             )
-        return self.plan.explain(vocab[token], self.tokenizer, self.source_tokenizer, top=top)
+        return self.plan.explain(vocab[token], self.tokenizer, self.source_tokenizer, top=top) + self._romanized_note(vocab[token])
+
+    def _romanized_note(self, target_id: int) -> str:
+        """``"; from `kit` by romanization"`` when the token's row was built from its romanized form."""
+        forms = getattr(self.alignment, "romanized", None) or {}
+        form = forms.get(target_id)
+        if form is None:
+            return ""
+        pieces = set(self.alignment.source.segment(form))
+        row = {s for s, _ in self.plan.row(target_id)} if 0 <= target_id < self.plan.num_target else set()
+        if not pieces or not pieces <= row:
+            return ""  # the method built this row from something else (e.g. FOCUS's fastText neighbours)
+        return f"; from `{form.text.decode('utf-8')}` by romanization"
 
     def save_pretrained(self, save_directory, *, overwrite: bool = False, card: bool = True, claim: OutputClaim | None = None) -> Path:
         """Write model (safetensors), config, tokenizer, ``vocabswap.json``, the plan and a model card.

@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -36,6 +36,7 @@ from .methods import Method, MethodConfig, MethodContext, get_method
 from .plan import MixingPlan
 from .record import TransplantReport
 from .result import TransplantResult
+from .romanize import ROMANIZE_DEFAULT, Romanizer, get_romanizer, romanize_alignment
 from .streaming import StreamingTransplantResult, open_streaming_source, wants_streaming
 from .surgery import apply_plan, check_required_roles, find_embeddings, model_kind
 from .vocab import VocabAlignment, align_vocabularies
@@ -101,6 +102,7 @@ def transplant_tokenizer(
     calibrate: bool | CalibrationConfig | None = None,
     allow_mismatch: bool = False,
     language: str | list[str] | None = None,
+    romanize: bool | str | Callable[[str], str] = ROMANIZE_DEFAULT,
     **method_options,
 ) -> TransplantResult:
     """Swap a model's vocabulary for ``target_tokenizer`` and initialize the new embeddings.
@@ -136,6 +138,11 @@ def transplant_tokenizer(
             special ids than the config's, or another vocabulary than the one saved with the model).
         language: ISO 639-1 or 639-3 code(s) of the target language (``"uk"``), recorded and
             written to the model card's ``language:`` field.
+        romanize: give new tokens in scripts the source tokenizer covers poorly (measured) a
+            romanized form that methods split with the source tokenizer, and match it to whole
+            source tokens as extra anchors (:mod:`hf_vocabswap.romanize`). True: uroman (the
+            ``romanize`` extra); a function ``str -> str``: that romanizer; False (default, as
+            benchmarks/results/romanize_cpu.md found): none.
         **method_options: options of the chosen method (its config dataclass fields).
 
     Returns:
@@ -144,6 +151,7 @@ def transplant_tokenizer(
 
     Raises:
         CardError: ``language`` is not an ISO 639 code (checked before anything is loaded).
+        ResourceError: ``romanize=True`` and uroman is not installed (checked before anything is loaded).
         UnknownMethodError: ``method`` is not registered.
         MethodOptionError: an option the method does not have, or calibration asked for a streamed model.
         CorpusError: the method needs a corpus and none (or an empty one) was given.
@@ -164,7 +172,7 @@ def transplant_tokenizer(
     planned = plan_transplant(
         model, target_tokenizer, method, source_tokenizer=source_tokenizer, corpus=corpus, seed=seed, task=task,
         device=device, inplace=inplace, low_memory=low_memory, calibrate=calibrate, allow_mismatch=allow_mismatch,
-        language=language, **method_options,
+        language=language, romanize=romanize, **method_options,
     )
     return apply_transplant(planned, pad_to_multiple_of=pad_to_multiple_of)
 
@@ -184,6 +192,7 @@ def plan_transplant(
     calibrate: bool | CalibrationConfig | None = None,
     allow_mismatch: bool = False,
     language: str | list[str] | None = None,
+    romanize: bool | str | Callable[[str], str] = ROMANIZE_DEFAULT,
     **method_options,
 ) -> PlannedTransplant:
     """Load, check and align, and make the method's plan; the model is not changed yet.
@@ -197,6 +206,7 @@ def plan_transplant(
     started = time.perf_counter()
     check_settings(seed=seed, device=device, task=task)
     language = validate_language(language)
+    romanizer = get_romanizer(romanize)
     corpus = Corpus.coerce(corpus)
     requested = get_method(method)
     _check_requested(requested, method_options, corpus, calibrate)
@@ -223,7 +233,7 @@ def plan_transplant(
     if streamed and calibrate is None and method_cls.calibrates_by_default:
         logger.warning("%s: output calibration is skipped when streaming (low_memory); it needs the model in memory", method_cls.name)
         calibrate = False
-    target, alignment = _prepare_target(impl, target_tokenizer, source, corpus, allow_mismatch)
+    target, alignment = _prepare_target(impl, target_tokenizer, source, corpus, allow_mismatch, romanizer)
     ctx = MethodContext.create(alignment, source.tokenizer, target, model=source.model, corpus=corpus, seed=seed, device=device)
     plan = impl.plan(ctx)
     if plan.num_target != len(target):
@@ -324,7 +334,9 @@ def _check_corpus(impl: Method, corpus) -> None:
         )
 
 
-def _prepare_target(impl: Method, target_tokenizer, source: SourceModel, corpus, allow_mismatch: bool) -> tuple[Any, VocabAlignment]:
+def _prepare_target(
+    impl: Method, target_tokenizer, source: SourceModel, corpus, allow_mismatch: bool, romanizer: Romanizer | None = None,
+) -> tuple[Any, VocabAlignment]:
     """The target tokenizer the method transplants to, aligned with the source's; checks both."""
     # Methods may derive the target from the source (trim); the default keeps it as given.
     target = impl.prepare_target_tokenizer(target_tokenizer, source.tokenizer, corpus)
@@ -338,6 +350,13 @@ def _prepare_target(impl: Method, target_tokenizer, source: SourceModel, corpus,
     alignment = align_vocabularies(source.tokenizer, target)
     check_required_roles(source.model, alignment.source, alignment.target)
     logger.info("overlap: %d of %d target tokens (%s mode)", alignment.overlap_size, len(target), alignment.mode)
+    if romanizer is not None:
+        done = romanize_alignment(alignment, romanizer)
+        logger.info(
+            "romanization (%s): %d new tokens in %s romanized, %d match a source token, %d left to the method's rule",
+            done["romanizer"], done["romanized"], ", ".join(done["poor_scripts"]) or "no poorly covered script",
+            done["matched"], done["empty"] + done["unsegmented"],
+        )
     if corpus is not None:
         warn_unknown_share(target, corpus)
     if alignment.overlap_size == 0 and impl.needs_overlap:

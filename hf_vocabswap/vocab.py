@@ -231,8 +231,13 @@ def _canonical(token: str, family: str, prefix: str | None, byte_fallback: bool)
 
 
 # How each target token was matched to a source token.
-MATCH_NONE, MATCH_ROLE, MATCH_ADDED, MATCH_EXACT, MATCH_IDENTITY = 0, 1, 2, 3, 4
-MATCH_NAMES = {MATCH_NONE: "none", MATCH_ROLE: "role", MATCH_ADDED: "added", MATCH_EXACT: "exact", MATCH_IDENTITY: "extend"}
+# MATCH_ROMANIZED: a new token whose romanized form is one whole source token
+# (:mod:`hf_vocabswap.romanize`); it stays out of ``target_to_source`` and the overlap.
+MATCH_NONE, MATCH_ROLE, MATCH_ADDED, MATCH_EXACT, MATCH_IDENTITY, MATCH_ROMANIZED = 0, 1, 2, 3, 4, 5
+MATCH_NAMES = {
+    MATCH_NONE: "none", MATCH_ROLE: "role", MATCH_ADDED: "added", MATCH_EXACT: "exact", MATCH_IDENTITY: "extend",
+    MATCH_ROMANIZED: "romanized",
+}
 
 
 @dataclass
@@ -248,6 +253,11 @@ class VocabAlignment:
         mode: "extend" when the target is the source plus added tokens, else "replace".
         collisions: how many source canonical forms were shared by several source ids
             (the lowest id, i.e. the most frequent merge, represents the form).
+        romanized: target id -> the romanized canonical form of a new token in a script the
+            source covers poorly (empty unless :func:`hf_vocabswap.romanize.romanize_alignment` ran).
+        romanized_source: int64 array, the source id a romanized form is as a whole (-1: none),
+            or None; such tokens have ``match == MATCH_ROMANIZED`` and no ``target_to_source`` entry.
+        romanization: what romanization measured and did (the report's numbers), or None.
     """
 
     source: TokenizerProfile
@@ -257,6 +267,13 @@ class VocabAlignment:
     roles: dict[str, tuple[int, int | None]]
     mode: str
     collisions: int
+    romanized: dict[int, CanonicalForm] = field(default_factory=dict)
+    romanized_source: np.ndarray | None = None
+    romanization: dict | None = None
+
+    def decomposition_form(self, target_id: int) -> CanonicalForm | None:
+        """The form a method splits with the source tokenizer: the romanized one when there is one."""
+        return self.romanized.get(target_id, self.target.forms[target_id])
 
     @property
     def overlap_size(self) -> int:
@@ -288,6 +305,7 @@ class VocabAlignment:
             "matched_by": counts,
             "source_form_collisions": self.collisions,
             "families": [self.source.family, self.target.family],
+            **({"romanization": self.romanization} if self.romanization is not None else {}),
         }
 
 

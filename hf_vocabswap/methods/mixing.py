@@ -35,12 +35,14 @@ __all__ = [
 
 # ------------------------------------------------------------------------------ subword means
 def decompose(ctx, target_ids) -> dict[int, list[int]]:
-    """Source ids of each target token's text, split by the source tokenizer (may be empty)."""
+    """Source ids of each target token's text, split by the source tokenizer (may be empty).
+
+    A token romanized by :mod:`hf_vocabswap.romanize` is split in its romanized form.
+    """
     src = ctx.alignment.source
-    tgt = ctx.alignment.target
     out = {}
     for t in target_ids:
-        form = tgt.forms[t]
+        form = ctx.alignment.decomposition_form(t)
         out[t] = [] if form is None else [s for s in src.segment(form) if s < ctx.num_source]
     return out
 

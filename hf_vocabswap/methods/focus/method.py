@@ -38,7 +38,7 @@ import torch
 
 from ...auxiliary.fasttext import FASTTEXT_SEPARATORS, FastTextAuxiliary, FastTextParams, token_fasttext_file
 from ...errors import CorpusError, NoOverlapError
-from ...vocab import MATCH_EXACT, CanonicalForm, decode_each
+from ...vocab import MATCH_EXACT, MATCH_ROMANIZED, CanonicalForm, decode_each
 from ...plan import RANDOM, MixingPlan, PlanBuilder
 from ..base import Method, MethodContext, register_method
 from .config import FOCUSConfig
@@ -260,6 +260,10 @@ class FOCUS(Method):
         t2s[t2s >= ctx.num_source] = -1
         if not cfg.exact_match:
             t2s[align.match == MATCH_EXACT] = -1
+        if align.romanized_source is not None:
+            # Romanized matches (hf_vocabswap.romanize) are extra anchors; exact matches stay first.
+            extra = (t2s < 0) & (align.romanized_source >= 0) & (align.romanized_source < ctx.num_source)
+            t2s[extra] = align.romanized_source[extra]
         if not (cfg.fuzzy_match or cfg.match_symbols):
             return t2s
         by_text: dict[bytes, int] = {}
@@ -305,7 +309,7 @@ class FOCUS(Method):
         tgt = ctx.alignment.target
         out: dict[int, list[int]] = {}
         for t in target_ids.tolist():
-            form = tgt.forms[t]
+            form = ctx.alignment.decomposition_form(t)
             if form is None:
                 content = tgt.added.get(t, "")
                 if not content:
@@ -379,6 +383,7 @@ class FOCUS(Method):
             **info,
             "overlap": int(copied.sum()),
             "anchors": int(len(anchors)),
+            "romanized_anchors": int((ctx.alignment.match[anchors] == MATCH_ROMANIZED).sum()),
             "overlap_without_auxiliary": int((copied & regular).sum() - len(anchors)),
             "copied": counts["copied"],
             "combined": counts["combined"],
